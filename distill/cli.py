@@ -1,0 +1,80 @@
+"""The ``distill`` command: a click group; each command is a thin shell over a stage's ``run``.
+
+Bad input ends in one line on stderr (``error: path:line: field 'x': ...``) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from distill import __version__
+from distill import config as cfg
+from distill.errors import EXIT_BAD_INPUT, InputError
+from distill.split import SplitConfig
+from distill.stats import StatsConfig
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="distill")
+def cli() -> None:
+    """Distill a fine-tuned cross-encoder reranker into a fast bi-encoder retriever."""
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Inspect and split datasets (BEIR folders or labeled pairs)."""
+
+
+def _overrides(kwargs: dict) -> tuple[str | None, dict]:
+    return kwargs.pop("config_path", None), kwargs
+
+
+@data_group.command("split")
+@cfg.options(SplitConfig, arguments=("data",))
+def split_command(**kwargs) -> None:
+    """Split DATA by query into train and validation parts (no query on both sides)."""
+    from distill import split
+
+    path, overrides = _overrides(kwargs)
+    split.run(cfg.load(SplitConfig, path, section="split", overrides=overrides))
+
+
+@data_group.command("stats")
+@cfg.options(StatsConfig, arguments=("data",))
+def stats_command(**kwargs) -> None:
+    """Counts, label distribution, token lengths and truncation share of DATA."""
+    from distill import stats
+
+    path, overrides = _overrides(kwargs)
+    stats.run(cfg.load(StatsConfig, path, section="stats", overrides=overrides))
+
+
+@cli.command("env")
+def env_command() -> None:
+    """Versions of the libraries, the device, and where the default model lives."""
+    from distill.env import report
+
+    click.echo(report())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: one-line errors, exit code 2 for bad input."""
+    try:
+        cli.main(args=argv, prog_name="distill", standalone_mode=False)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        click.echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,459 @@
+"""Data layer: BEIR folders, labeled pairs, and strict validation with one-line errors.
+
+Two kinds of input reach the pipeline:
+
+* **BEIR folders**: ``corpus.jsonl`` or ``corpus.jsonl.gz`` (``_id``, ``title``, ``text``),
+  ``queries.jsonl`` (``_id``, ``text``) and ``qrels/<split>.tsv`` with the header
+  ``query-id  corpus-id  score`` (tab-separated; graded scores allowed). ``beir:NAME`` fetches a
+  public BEIR dataset into ``$DISTILL_CACHE`` (default ``~/.cache/distill``) when online.
+* **Labeled pairs**: rows ``(query, text, label)`` as JSONL, CSV, TSV or Parquet; ``label`` is
+  binary (0/1) or graded (0-4); optional ``qid``/``did`` columns. Missing ids are derived
+  stably from the text (``q-``/``d-`` + 16 hex digits of its sha1).
+
+Files are read line by line (gzip too), each line decoded on its own so that a bad byte is
+reported with its line number. A corpus is parsed once per process (:func:`load_corpus` is
+memoised on path, size and modification time).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import hashlib
+import json
+import math
+import os
+import shutil
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+MAX_GRADE = 4
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+PAIR_FORMATS = (".jsonl", ".jsonl.gz", ".csv", ".tsv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    text: str
+
+    @property
+    def full_text(self) -> str:
+        """Title and text joined by a space, as BEIR's sentence-transformers baselines do."""
+        return f"{self.title} {self.text}".strip()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One labeled (query, document) pair; ``line`` is where it came from, for messages."""
+
+    qid: str
+    did: str
+    query: str
+    text: str
+    label: float
+    line: int
+
+
+def stable_id(prefix: str, text: str) -> str:
+    """An id derived from the text alone, identical across runs and machines."""
+    return f"{prefix}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("no such file", path=path)
+    if not path.is_file():
+        raise InputError("expected a file, found a directory", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path=path, line=1)
+
+
+def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text without the newline) for each non-blank line; gzip by suffix."""
+    p = Path(path)
+    _require_file(p)
+    opener = gzip.open if p.suffix == ".gz" else open
+    seen = False
+    try:
+        with opener(p, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)",
+                        path=p,
+                        line=number,
+                    ) from None
+                if number == 1:
+                    line = line.removeprefix("\ufeff")
+                if line.strip():
+                    seen = True
+                    yield number, line
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot read file ({exc})", path=p) from None
+    if not seen:
+        raise InputError("file has no data rows", path=p, line=1)
+
+
+def _string_field(row: dict[str, Any], name: str, where: dict[str, Any], *, required=True) -> str:
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if required:
+            raise InputError("missing", field=name, **where)
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InputError(f"must be text, got {type(value).__name__}", field=name, **where)
+    value = value.strip()
+    if required and not value:
+        raise InputError("is empty", field=name, **where)
+    return value
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of a JSONL file; bad JSON is a located error."""
+    for number, line in read_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON ({exc.msg})", path=path, line=number) from None
+        if not isinstance(obj, dict):
+            raise InputError("each line must be a JSON object", path=path, line=number)
+        yield number, obj
+
+
+def _load_corpus(path: Path) -> dict[str, Document]:
+    corpus: dict[str, Document] = {}
+    first_line: dict[str, int] = {}
+    for number, obj in read_jsonl(path):
+        where = {"path": path, "line": number}
+        did = _string_field(obj, "_id", where)
+        text = _string_field(obj, "text", where, required=False)
+        title = _string_field(obj, "title", where, required=False)
+        if not text and not title:
+            raise InputError("is empty (and so is 'title')", field="text", **where)
+        if did in corpus:
+            raise InputError(
+                f"duplicate id {did!r} (first at line {first_line[did]})", field="_id", **where
+            )
+        corpus[did] = Document(title=title, text=text)
+        first_line[did] = number
+    return corpus
+
+
+@functools.lru_cache(maxsize=4)
+def _load_corpus_cached(path: str, size: int, mtime: float) -> dict[str, Document]:
+    return _load_corpus(Path(path))
+
+
+def load_corpus(path: str | os.PathLike[str]) -> dict[str, Document]:
+    """Document id -> Document, parsed once per process for an unchanged file."""
+    p = Path(path).resolve()
+    _require_file(p)
+    st = p.stat()
+    return _load_corpus_cached(str(p), st.st_size, st.st_mtime)
+
+
+def load_queries(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Query id -> query text from a BEIR ``queries.jsonl``."""
+    queries: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, obj in read_jsonl(path):
+        where = {"path": path, "line": number}
+        qid = _string_field(obj, "_id", where)
+        text = _string_field(obj, "text", where)
+        if qid in queries:
+            raise InputError(
+                f"duplicate id {qid!r} (first at line {first_line[qid]})", field="_id", **where
+            )
+        queries[qid] = text
+        first_line[qid] = number
+    return queries
+
+
+def _parse_grade(value: Any, field: str, where: dict[str, Any]) -> float:
+    """A relevance label: a finite number in [0, MAX_GRADE]."""
+    if isinstance(value, bool):
+        raise InputError(f"must be a number, got {value!r}", field=field, **where)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InputError(f"must be a number, got {value!r}", field=field, **where) from None
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        raise InputError(f"must be a number, got {value!r}", field=field, **where)
+    if not 0 <= value <= MAX_GRADE or math.isinf(value):
+        raise InputError(f"must be between 0 and {MAX_GRADE}, got {value}", field=field, **where)
+    return float(value)
+
+
+def load_qrels(
+    path: str | os.PathLike[str],
+    *,
+    queries: dict[str, str] | None = None,
+    corpus: dict[str, Document] | None = None,
+) -> dict[str, dict[str, int]]:
+    """``{query id: {doc id: grade}}`` from a BEIR qrels TSV, checked against known ids.
+
+    An exact repeat of a row is tolerated; the same pair with two grades is an error.
+    """
+    qrels: dict[str, dict[str, int]] = {}
+    lines = read_lines(path)
+    number, header = next(lines)
+    if tuple(c.strip() for c in header.split("\t")) != QRELS_HEADER:
+        raise InputError(
+            f"header must be {'<TAB>'.join(QRELS_HEADER)!r}, got {header!r}", path=path, line=number
+        )
+    for number, line in lines:
+        where = {"path": path, "line": number}
+        cells = line.split("\t")
+        if len(cells) != 3:
+            raise InputError(f"expected 3 tab-separated fields, got {len(cells)}", **where)
+        qid, did, raw = (c.strip() for c in cells)
+        for name, value in (("query-id", qid), ("corpus-id", did)):
+            if not value:
+                raise InputError("is empty", field=name, **where)
+        grade = _parse_grade(raw, "score", where)
+        if grade != int(grade):
+            raise InputError(f"must be a whole number, got {raw!r}", field="score", **where)
+        if queries is not None and qid not in queries:
+            raise InputError(
+                f"unknown query id {qid!r} (not in queries.jsonl)", field="query-id", **where
+            )
+        if corpus is not None and did not in corpus:
+            raise InputError(
+                f"unknown document id {did!r} (not in the corpus)", field="corpus-id", **where
+            )
+        previous = qrels.setdefault(qid, {}).get(did)
+        if previous is not None and previous != int(grade):
+            raise InputError(
+                f"pair ({qid}, {did}) graded {previous} earlier and {int(grade)} here",
+                field="score",
+                **where,
+            )
+        qrels[qid][did] = int(grade)
+    if not qrels:
+        raise InputError("split has no qrels (only a header)", path=path, line=number)
+    return qrels
+
+
+class BeirDataset:
+    """A BEIR folder; corpus, queries and qrels are loaded on first use and kept."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise InputError("no such dataset folder", path=self.root)
+        if not self.root.is_dir():
+            raise InputError("a BEIR dataset must be a folder", path=self.root)
+        self._queries: dict[str, str] | None = None
+        self._qrels: dict[str, dict[str, dict[str, int]]] = {}
+
+    @property
+    def corpus_path(self) -> Path:
+        for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+            if (self.root / name).exists():
+                return self.root / name
+        raise InputError("no corpus.jsonl or corpus.jsonl.gz in the dataset folder", path=self.root)
+
+    @property
+    def corpus(self) -> dict[str, Document]:
+        return load_corpus(self.corpus_path)
+
+    @property
+    def queries(self) -> dict[str, str]:
+        if self._queries is None:
+            self._queries = load_queries(self.root / "queries.jsonl")
+        return self._queries
+
+    def splits(self) -> list[str]:
+        folder = self.root / "qrels"
+        return sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
+
+    def qrels_path(self, split: str) -> Path:
+        path = self.root / "qrels" / f"{split}.tsv"
+        if not path.exists():
+            have = ", ".join(self.splits()) or "none"
+            raise InputError(f"no qrels for split {split!r} (available: {have})", path=path)
+        return path
+
+    def qrels(self, split: str) -> dict[str, dict[str, int]]:
+        if split not in self._qrels:
+            self._qrels[split] = load_qrels(
+                self.qrels_path(split), queries=self.queries, corpus=self.corpus
+            )
+        return self._qrels[split]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DISTILL_CACHE", Path.home() / ".cache" / "distill"))
+
+
+def fetch_beir(name: str) -> Path:
+    """Download and unpack a public BEIR dataset once; return its folder.
+
+    Needs network access; an offline machine gets a one-line error that says what to do.
+    """
+    target = cache_dir() / "beir" / name
+    if (target / "queries.jsonl").exists():
+        return target
+    from tqdm.auto import tqdm
+
+    from distill.artifacts import atomic_path
+
+    url = BEIR_URL.format(name=name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            archive = tmp / f"{name}.zip"
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"beir:{name}") as bar:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        bar.update(len(block))
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(tmp / "unpacked")
+            inner = tmp / "unpacked" / name
+            for item in (inner if inner.is_dir() else tmp / "unpacked").iterdir():
+                shutil.move(str(item), tmp / item.name)
+            archive.unlink()
+            shutil.rmtree(tmp / "unpacked", ignore_errors=True)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"could not fetch beir:{name} from {url} ({exc}); download it and pass its folder"
+        ) from None
+    return target
+
+
+def open_dataset(spec: str | os.PathLike[str]) -> BeirDataset:
+    """A BEIR folder path, or ``beir:NAME`` for a public BEIR dataset (fetched once)."""
+    text = str(spec)
+    if text.startswith("beir:"):
+        return BeirDataset(fetch_beir(text.removeprefix("beir:")))
+    return BeirDataset(text)
+
+
+def is_beir(spec: str | os.PathLike[str]) -> bool:
+    text = str(spec)
+    return text.startswith("beir:") or Path(text).is_dir()
+
+
+def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        yield from read_jsonl(path)
+    elif name.endswith((".csv", ".tsv")):
+        delimiter = "\t" if name.endswith(".tsv") else ","
+        lines = read_lines(path)
+        numbers = []
+
+        def text_lines() -> Iterator[str]:
+            for number, line in lines:
+                numbers.append(number)
+                yield line
+
+        reader = csv.DictReader(text_lines(), delimiter=delimiter)
+        try:
+            for row in reader:
+                number = numbers[-1]
+                if None in row:
+                    raise InputError("more fields than the header names", path=path, line=number)
+                yield number, row
+        except csv.Error as exc:
+            raise InputError(f"malformed CSV ({exc})", path=path, line=numbers[-1]) from None
+        if reader.fieldnames is None:
+            raise InputError("file has no header row", path=path, line=1)
+    elif name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        _require_file(path)
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
+        if table.num_rows == 0:
+            raise InputError("file has no data rows", path=path)
+        for index, row in enumerate(table.to_pylist(), 1):
+            yield index, row  # "line" is the 1-based row number for Parquet
+    else:
+        raise InputError(f"unknown pairs format; use one of {', '.join(PAIR_FORMATS)}", path=path)
+
+
+def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    """Labeled pairs from JSONL, CSV, TSV or Parquet, with every row checked.
+
+    Required fields: ``query``, ``text``, ``label`` (a number in 0-4). Optional: ``qid``,
+    ``did``. An id must always name the same text; the same pair with two labels is an error
+    (aggregate annotators' labels before training). Exact repeats are kept here and removed
+    by ``distill data split``.
+    """
+    p = Path(path)
+    pairs: list[Pair] = []
+    qtext: dict[str, tuple[str, int]] = {}
+    dtext: dict[str, tuple[str, int]] = {}
+    labels: dict[tuple[str, str], tuple[float, int]] = {}
+    for number, row in _pair_rows(p):
+        where = {"path": p, "line": number}
+        if "query" not in row and "text" not in row and "label" not in row:
+            raise InputError("needs the fields 'query', 'text' and 'label'", **where)
+        query = _string_field(row, "query", where)
+        text = _string_field(row, "text", where)
+        if row.get("label") is None or row.get("label") == "":
+            raise InputError("missing", field="label", **where)
+        label = _parse_grade(row["label"], "label", where)
+        qid = _string_field(row, "qid", where, required=False) or stable_id("q", query)
+        did = _string_field(row, "did", where, required=False) or stable_id("d", text)
+        for ids, key, value, field in ((qtext, qid, query, "qid"), (dtext, did, text, "did")):
+            seen = ids.setdefault(key, (value, number))
+            if seen[0] != value:
+                raise InputError(
+                    f"duplicate id {key!r} names another text at line {seen[1]}",
+                    field=field,
+                    **where,
+                )
+        earlier = labels.setdefault((qid, did), (label, number))
+        if earlier[0] != label:
+            raise InputError(
+                f"this pair is labelled {earlier[0]:g} at line {earlier[1]} and {label:g} here",
+                field="label",
+                **where,
+            )
+        pairs.append(Pair(qid, did, query, text, label, number))
+    return pairs
+
+
+def is_binary(labels: list[float] | Any) -> bool:
+    return all(label in (0.0, 1.0) for label in labels)
+
+
+def write_pairs_jsonl(pairs: list[Pair], path: str | os.PathLike[str]) -> None:
+    """Write pairs (with their ids) as JSONL; the caller makes it atomic."""
+    with open(path, "w", encoding="utf-8") as out:
+        for pair in pairs:
+            row = {"qid": pair.qid, "did": pair.did, "query": pair.query, "text": pair.text}
+            row["label"] = int(pair.label) if pair.label == int(pair.label) else pair.label
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike[str]) -> None:
+    """Write qrels in BEIR TSV layout; the caller makes it atomic."""
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("\t".join(QRELS_HEADER) + "\n")
+        for qid, docs in qrels.items():
+            for did, grade in docs.items():
+                out.write(f"{qid}\t{did}\t{grade}\n")

@@ -1,0 +1,38 @@
+"""One error type for every bad input a user can hand us.
+
+A :class:`InputError` carries where the problem is (file, line, field) and renders as one
+line, ``path:line: field 'name': what is wrong``. The CLI prints that line and exits with
+code 2; nothing else (no traceback) reaches the user.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Malformed or missing user input, located as precisely as we can."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | PathLike[str] | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.field = field
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path if self.line is None else f"{self.path}:{self.line}"
+            where += ": "
+        field = f"field '{self.field}': " if self.field else ""
+        return f"{where}{field}{self.message}".replace("\n", " ")

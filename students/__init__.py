@@ -1,0 +1,1 @@
+"""Bi-encoder students: the Accelerate training loop, distillation losses and export."""

@@ -1,0 +1,1 @@
+"""Cross-encoder teachers: fine-tuning, ensembles, calibration and batched scoring."""

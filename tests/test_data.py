@@ -1,0 +1,104 @@
+"""The data layer reads BEIR folders and labeled pairs exactly, in every supported format."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill import data
+
+
+def test_scifact_real_counts(scifact_dir):
+    """Prevents silently dropped or doubled rows when reading the real SciFact files."""
+    ds = data.BeirDataset(scifact_dir)
+    assert len(ds.corpus) == 5183
+    assert len(ds.queries) == 1109
+    train, test = ds.qrels("train"), ds.qrels("test")
+    assert (len(train), sum(map(len, train.values()))) == (809, 919)
+    assert (len(test), sum(map(len, test.values()))) == (300, 339)
+    assert not set(train) & set(test)
+    assert ds.splits() == ["test", "train"]
+
+
+def test_corpus_is_parsed_once(scifact_slice, tmp_path):
+    """Prevents a pipeline that re-reads a large corpus for every stage."""
+    first = data.BeirDataset(scifact_slice).corpus
+    assert data.BeirDataset(scifact_slice).corpus is first
+    # a changed file is read again
+    copy = tmp_path / "corpus.jsonl"
+    shutil.copy(scifact_slice / "corpus.jsonl", copy)
+    before = data.load_corpus(copy)
+    with open(copy, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"_id": "new", "title": "t", "text": "x"}) + "\n")
+    after = data.load_corpus(copy)
+    assert len(after) == len(before) + 1
+
+
+def test_gzipped_corpus_equals_plain(scifact_slice, tmp_path):
+    """Prevents the .jsonl.gz layout (how SciFact ships) from reading differently."""
+    gz = tmp_path / "corpus.jsonl.gz"
+    with open(scifact_slice / "corpus.jsonl", "rb") as src, gzip.open(gz, "wb") as dst:
+        dst.write(src.read())
+    assert data.load_corpus(gz) == data.load_corpus(scifact_slice / "corpus.jsonl")
+
+
+def test_pairs_read_the_same_in_every_format(tmp_path):
+    """Prevents format-dependent parsing: JSONL, CSV, TSV and Parquet give identical pairs,
+    with ids derived from the text when the file has none."""
+    rows = [
+        {
+            "query": "what causes scurvy",
+            "text": 'Lack of vitamin C, as in "sailors", causes it.',
+            "label": 1,
+        },
+        {"query": "what causes scurvy", "text": "Rickets, from lack of vitamin D.", "label": 0},
+        {"query": "graded one", "text": "doc three", "label": 3},
+    ]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    import csv
+
+    for name, delim in (("p.csv", ","), ("p.tsv", "\t")):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["query", "text", "label"], delimiter=delim)
+            w.writeheader()
+            w.writerows(rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    loaded = {n: data.load_pairs(tmp_path / n) for n in ("p.jsonl", "p.csv", "p.tsv", "p.parquet")}
+    key = [(p.qid, p.did, p.query, p.text, p.label) for p in loaded["p.jsonl"]]
+    for name, pairs in loaded.items():
+        assert [(p.qid, p.did, p.query, p.text, p.label) for p in pairs] == key, name
+    expected_qid = "q-" + hashlib.sha1(b"what causes scurvy").hexdigest()[:16]
+    assert key[0][0] == key[1][0] == expected_qid
+    assert [p.label for p in loaded["p.jsonl"]] == [1.0, 0.0, 3.0]
+    assert not data.is_binary([p.label for p in loaded["p.jsonl"]])
+    assert data.is_binary([1.0, 0.0])
+
+
+def test_given_ids_are_kept(tmp_path):
+    """Prevents overwriting the user's own qid/did with derived ones."""
+    (tmp_path / "p.jsonl").write_text(
+        json.dumps({"qid": "Q7", "did": "D9", "query": "q", "text": "t", "label": 1}) + "\n",
+        encoding="utf-8",
+    )
+    (pair,) = data.load_pairs(tmp_path / "p.jsonl")
+    assert (pair.qid, pair.did, pair.line) == ("Q7", "D9", 1)
+
+
+def test_graded_qrels_and_repeated_rows(tmp_path):
+    """Prevents graded qrels being read as binary, and an exact repeated row from failing."""
+    from conftest import write_beir
+
+    root = write_beir(
+        tmp_path,
+        {"d1": ("", "a"), "d2": ("", "b")},
+        {"q1": "x"},
+        {"test": {"q1": {"d1": 2, "d2": 0}}},
+    )
+    with open(root / "qrels" / "test.tsv", "a", encoding="utf-8") as f:
+        f.write("q1\td1\t2\n")
+    assert data.BeirDataset(root).qrels("test") == {"q1": {"d1": 2, "d2": 0}}
