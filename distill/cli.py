@@ -12,6 +12,7 @@ import click
 from distill import __version__
 from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
+from distill.mine import MineConfig
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
 
@@ -49,6 +50,16 @@ def stats_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     stats.run(cfg.load(StatsConfig, path, section="stats", overrides=overrides))
+
+
+@cli.command("mine")
+@cfg.options(MineConfig, arguments=("data",))
+def mine_command(**kwargs) -> None:
+    """Top-k candidates per query from BM25, dense retrieval (faiss), or both fused."""
+    from distill import mine
+
+    path, overrides = _overrides(kwargs)
+    mine.run(cfg.load(MineConfig, path, section="mine", overrides=overrides))
 
 
 @cli.command("env")

@@ -1,0 +1,173 @@
+"""First-stage retrieval: BM25 (bm25s), dense (a bi-encoder + faiss) and their fusion.
+
+A ranking is ``{query id: {doc id: score}}`` holding the top-k documents of each query.
+Corpus embeddings are cached on disk by (model fingerprint, corpus fingerprint, max length),
+so a corpus is encoded once per model, whichever stage asks first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from distill.data import Document
+
+Ranking = dict[str, dict[str, float]]
+
+
+def bm25_search(
+    corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 100
+) -> Ranking:
+    """Top-k BM25 (Lucene variant, k1=1.5, b=0.75) with English stemming and stopwords."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    doc_ids = list(corpus)
+    index = bm25s.BM25()
+    index.index(
+        bm25s.tokenize(
+            [corpus[d].full_text for d in doc_ids],
+            stopwords="en",
+            stemmer=stemmer,
+            show_progress=False,
+        ),
+        show_progress=False,
+    )
+    qids = list(queries)
+    tokens = bm25s.tokenize(
+        [queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False
+    )
+    hits, scores = index.retrieve(tokens, k=min(k, len(doc_ids)), show_progress=False, n_threads=0)
+    out: Ranking = {}
+    for row, qid in enumerate(qids):
+        out[qid] = {
+            doc_ids[j]: float(s) for j, s in zip(hits[row], scores[row], strict=True) if s > 0
+        }
+    return out
+
+
+def _corpus_key(
+    model_path: str, doc_ids: Sequence[str], corpus: Mapping[str, Document], max_length: int | None
+) -> str:
+    from distill.artifacts import fingerprint
+
+    digest = hashlib.sha256()
+    digest.update(
+        fingerprint(model_path).encode() if Path(model_path).exists() else model_path.encode()
+    )
+    digest.update(str(max_length).encode())
+    for d in doc_ids:
+        digest.update(d.encode() + b"\0" + corpus[d].full_text.encode() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def encode_corpus(
+    model,
+    corpus: Mapping[str, Document],
+    *,
+    model_path: str,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """(doc ids, float32 embeddings), from the cache when this model has seen this corpus."""
+    from distill.artifacts import atomic_path
+
+    doc_ids = list(corpus)
+    cache = None
+    if cache_dir is not None:
+        key = _corpus_key(model_path, doc_ids, corpus, getattr(model, "max_seq_length", None))
+        cache = Path(cache_dir) / f"corpus-{key}.npy"
+        if cache.is_file():
+            return doc_ids, np.load(cache, allow_pickle=False)
+    texts = [corpus[d].full_text for d in doc_ids]
+    # encode() already batches by length (longest first), so padding stays small.
+    out = model.encode(
+        texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 1000
+    )
+    out = out.astype(np.float32)
+    if cache is not None:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, out, allow_pickle=False)
+    return doc_ids, out
+
+
+def build_index(
+    embeddings: np.ndarray,
+    kind: str = "flat",
+    *,
+    nlist: int | None = None,
+    hnsw_m: int = 32,
+    gpu: bool | None = None,
+):
+    """A faiss inner-product index: exact ``flat``, or approximate ``ivf`` / ``hnsw``.
+
+    A GPU index is used when faiss has GPU support and a GPU is present (``gpu=None``), or
+    when asked for (``gpu=True``).
+    """
+    import faiss
+
+    dim = embeddings.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = nlist or max(1, int(4 * np.sqrt(len(embeddings))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(embeddings)
+        index.nprobe = max(1, nlist // 8)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 128
+    else:
+        raise ValueError(f"unknown index kind {kind!r}; use flat, ivf or hnsw")
+    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    if (gpu is None and has_gpu) or gpu:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    index.add(embeddings)
+    return index
+
+
+def dense_search(
+    model,
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, str],
+    k: int = 100,
+    *,
+    model_path: str,
+    index_kind: str = "flat",
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Ranking:
+    """Top-k by the bi-encoder's similarity (inner product of its, normally unit, vectors)."""
+    doc_ids, doc_emb = encode_corpus(
+        model, corpus, model_path=model_path, batch_size=batch_size, cache_dir=cache_dir
+    )
+    index = build_index(doc_emb, index_kind)
+    qids = list(queries)
+    q_emb = model.encode(
+        [queries[q] for q in qids], batch_size=batch_size, convert_to_numpy=True
+    ).astype(np.float32)
+    scores, hits = index.search(q_emb, min(k, len(doc_ids)))
+    return {
+        qid: {doc_ids[j]: float(s) for j, s in zip(hits[r], scores[r], strict=True) if j >= 0}
+        for r, qid in enumerate(qids)
+    }
+
+
+def rrf(rankings: Sequence[Ranking], k: int = 60, depth: int | None = None) -> Ranking:
+    """Reciprocal-rank fusion: score = sum over rankings of 1 / (k + rank), rank from 1."""
+    from distill.metrics import trec_order
+
+    fused: Ranking = {}
+    for ranking in rankings:
+        for qid, docs in ranking.items():
+            target = fused.setdefault(qid, {})
+            for rank, did in enumerate(trec_order(docs), 1):
+                target[did] = target.get(did, 0.0) + 1.0 / (k + rank)
+    if depth is not None:
+        fused = {q: {d: docs[d] for d in trec_order(docs)[:depth]} for q, docs in fused.items()}
+    return fused

@@ -1,0 +1,117 @@
+"""`distill mine`: BM25, dense and hybrid mining find a planted relevant document."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_beir
+from helpers import run_cli
+
+from distill import retrieval
+from distill.metrics import trec_order
+from distill.mine import read_candidates
+
+
+@pytest.fixture()
+def planted(tmp_path, scifact_slice):
+    """The SciFact slice plus a query whose only relevant document is planted in the corpus."""
+    corpus = {}
+    with open(scifact_slice / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            corpus[d["_id"]] = (d["title"], d["text"])
+    text = "zebrafish fin regeneration requires osteoblast dedifferentiation"
+    corpus["planted"] = ("", text)
+    return write_beir(tmp_path / "beir", corpus, {"qp": text}, {"test": {"qp": {"planted": 1}}})
+
+
+@pytest.mark.parametrize("method", ["bm25", "dense", "hybrid"])
+def test_planted_document_is_mined(planted, tmp_path, tiny_models, method, capsys):
+    """Prevents a retriever that loses the relevant document (nothing downstream can recover it)."""
+    out = tmp_path / "mine"
+    argv = [
+        "mine",
+        planted,
+        "--queries",
+        "test",
+        "--method",
+        method,
+        "--k",
+        5,
+        "--output",
+        out,
+        "--model",
+        tiny_models["bert-bi"],
+        "--cache-dir",
+        tmp_path / "cache",
+    ]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    table = pq.read_table(out / "candidates.parquet").to_pylist()
+    assert len(table) == 5
+    assert table[0]["qid"] == "qp" and table[0]["did"] == "planted" and table[0]["rank"] == 1
+    assert {r["source"] for r in table} == {method}
+    assert [r["rank"] for r in table] == [1, 2, 3, 4, 5]
+    assert "recall@5 1.000" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["figures"]["recall@5"] == 1.0
+
+
+def test_unlabeled_queries_file(planted, tmp_path, capsys):
+    """Prevents mining from requiring qrels: search-log queries with no labels work."""
+    qfile = tmp_path / "log.jsonl"
+    qfile.write_text(
+        json.dumps({"_id": "u1", "text": "zebrafish fin regeneration"}) + "\n", encoding="utf-8"
+    )
+    out = tmp_path / "mine"
+    code, _, err = run_cli(
+        ["mine", planted, "--queries", qfile, "--method", "bm25", "--k", 3, "--output", out], capsys
+    )
+    assert code == 0, err
+    assert trec_order(read_candidates(out / "candidates.parquet")["u1"])[0] == "planted"
+
+
+def test_corpus_embeddings_are_cached(scifact_slice, tmp_path, tiny_models):
+    """Prevents re-encoding the corpus for every stage and query set."""
+    from distill.data import BeirDataset
+    from distill.models import load_bi_encoder
+
+    corpus = BeirDataset(scifact_slice).corpus
+    model = load_bi_encoder(tiny_models["bert-bi"])
+    ids, first = retrieval.encode_corpus(
+        model, corpus, model_path=tiny_models["bert-bi"], cache_dir=tmp_path
+    )
+    assert len(list(tmp_path.glob("corpus-*.npy"))) == 1
+    calls = []
+    original = model.encode
+    model.encode = lambda *a, **k: calls.append(1) or original(*a, **k)
+    _, second = retrieval.encode_corpus(
+        model, corpus, model_path=tiny_models["bert-bi"], cache_dir=tmp_path
+    )
+    assert calls == [] and (first == second).all() and len(ids) == len(corpus)
+
+
+def test_rrf_by_hand():
+    """Prevents a fusion that adds raw scores (BM25 dwarfs cosine) instead of reciprocal ranks."""
+    a = {"q": {"x": 30.0, "y": 20.0}}
+    b = {"q": {"y": 0.9, "z": 0.8}}
+    fused = retrieval.rrf([a, b], k=60)
+    assert fused["q"]["y"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["q"]["x"] == pytest.approx(1 / 61)
+    assert fused["q"]["z"] == pytest.approx(1 / 62)
+    assert list(retrieval.rrf([a, b], k=60, depth=1)["q"]) == ["y"]
+
+
+def test_approximate_indexes_agree_with_exact():
+    """Prevents a misconfigured IVF/HNSW index (wrong metric) returning unrelated neighbours."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((500, 16)).astype("float32")
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    exact = retrieval.build_index(emb, "flat", gpu=False).search(emb[:20], 1)[1][:, 0]
+    for kind in ("ivf", "hnsw"):
+        approx = retrieval.build_index(emb, kind, gpu=False).search(emb[:20], 1)[1][:, 0]
+        assert (approx == exact).mean() >= 0.9, kind
