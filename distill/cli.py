@@ -12,6 +12,7 @@ import click
 from distill import __version__
 from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
+from distill.evaluate import EvaluateConfig
 from distill.mine import MineConfig
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
@@ -60,6 +61,40 @@ def mine_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     mine.run(cfg.load(MineConfig, path, section="mine", overrides=overrides))
+
+
+@cli.command("evaluate")
+@cfg.options(EvaluateConfig, arguments=("data",))
+@click.option(
+    "--model",
+    "verify_model",
+    default=None,
+    help="evaluate this one model (cross-encoder: reranks the base top-k; bi-encoder: retrieves)",
+)
+@click.option(
+    "--dataset",
+    "verify_dataset",
+    default=None,
+    help="alias of DATA, for the guide's verification command",
+)
+@click.option(
+    "--metric", "verify_metric", default=None, help="ndcg, mrr, recall, or a pytrec_eval measure"
+)
+def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> None:
+    """Compare BM25, base, student and teacher on quality and speed; write report.{json,md,html}."""
+    from distill import evaluate
+
+    path, overrides = _overrides(kwargs)
+    if verify_dataset:
+        overrides["data"] = verify_dataset
+    if verify_metric:
+        short = {"ndcg": "ndcg@10", "mrr": "mrr@10", "recall": "recall@100"}
+        overrides["measures"] = [short.get(verify_metric, verify_metric)]
+    if verify_model:
+        role = "teacher" if evaluate.model_kind(verify_model) == "cross" else "student"
+        overrides[role] = verify_model
+        overrides["systems"] = [role]
+    evaluate.run(cfg.load(EvaluateConfig, path, section="evaluate", overrides=overrides))
 
 
 @cli.command("env")

@@ -131,6 +131,30 @@ def build_index(
     return index
 
 
+def search_index(
+    model,
+    index,
+    doc_ids: Sequence[str],
+    queries: Mapping[str, str],
+    k: int,
+    *,
+    batch_size: int = 64,
+) -> Ranking:
+    """Top-k of ``index`` for each query, encoded by ``model``."""
+    qids = list(queries)
+    q_emb = model.encode(
+        [queries[q] for q in qids],
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    scores, hits = index.search(np.ascontiguousarray(q_emb, dtype=np.float32), min(k, len(doc_ids)))
+    return {
+        qid: {doc_ids[j]: float(s) for j, s in zip(hits[r], scores[r], strict=True) if j >= 0}
+        for r, qid in enumerate(qids)
+    }
+
+
 def dense_search(
     model,
     corpus: Mapping[str, Document],
@@ -146,16 +170,9 @@ def dense_search(
     doc_ids, doc_emb = encode_corpus(
         model, corpus, model_path=model_path, batch_size=batch_size, cache_dir=cache_dir
     )
-    index = build_index(doc_emb, index_kind)
-    qids = list(queries)
-    q_emb = model.encode(
-        [queries[q] for q in qids], batch_size=batch_size, convert_to_numpy=True
-    ).astype(np.float32)
-    scores, hits = index.search(q_emb, min(k, len(doc_ids)))
-    return {
-        qid: {doc_ids[j]: float(s) for j, s in zip(hits[r], scores[r], strict=True) if j >= 0}
-        for r, qid in enumerate(qids)
-    }
+    return search_index(
+        model, build_index(doc_emb, index_kind), doc_ids, queries, k, batch_size=batch_size
+    )
 
 
 def rrf(rankings: Sequence[Ranking], k: int = 60, depth: int | None = None) -> Ranking:

@@ -1,0 +1,533 @@
+"""``distill evaluate``: teacher, student, base and BM25 side by side, on quality and cost.
+
+Systems (each optional):
+
+* ``bm25``: bm25s, stemmed;
+* ``base``: the base bi-encoder (default: bundled all-MiniLM-L6-v2), exact faiss search;
+* ``student``: the distilled bi-encoder;
+* ``supervised``: a bi-encoder trained on the qrels alone (the baseline distillation must beat);
+* ``teacher``: the cross-encoder reranking the top ``rerank_k`` of ``first_stage``;
+* ``cascade``: the student's top ``rerank_k`` reranked by the teacher.
+
+Quality is computed with pytrec_eval (trec_eval semantics, graded qrels), per query; every
+system is compared with ``base`` by a paired randomisation test. ``--judge TEACHER`` replaces
+the qrels by the teacher's own graded judgments of the pooled top-k (for data without qrels).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import numpy as np
+
+from distill import artifacts, data, metrics, retrieval
+from distill.errors import InputError
+from distill.models import load_bi_encoder, load_cross_encoder, resolve_model
+
+SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
+
+
+@dataclass
+class EvaluateConfig:
+    """Config of ``distill evaluate``."""
+
+    data: str = field(metadata={"help": "BEIR folder or beir:NAME"})
+    split: str = field(default="test", metadata={"help": "qrels split to score on"})
+    output: str = field(default="runs/evaluate", metadata={"help": "report folder"})
+    systems: list[str] = field(
+        default_factory=list,
+        metadata={"help": "comma list; empty = every system whose model is given"},
+    )
+    base: str = field(default="bundled", metadata={"help": "base bi-encoder"})
+    student: str | None = field(default=None, metadata={"help": "distilled bi-encoder"})
+    supervised: str | None = field(
+        default=None, metadata={"help": "supervised baseline bi-encoder"}
+    )
+    teacher: str | None = field(default=None, metadata={"help": "cross-encoder teacher"})
+    first_stage: Literal["bm25", "base", "hybrid"] = field(
+        default="base", metadata={"help": "what the teacher reranks"}
+    )
+    rerank_k: int = field(default=100, metadata={"help": "candidates the teacher reranks"})
+    k: int = field(default=100, metadata={"help": "retrieval depth"})
+    measures: list[str] = field(
+        default_factory=lambda: list(metrics.DEFAULT_MEASURES),
+        metadata={"help": "pytrec_eval measures or aliases"},
+    )
+    max_length: int | None = field(
+        default=None, metadata={"help": "teacher max_length [default: the model's]"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "batch size for encoding and scoring"})
+    cost: bool = field(
+        default=True, metadata={"help": "measure speed (latency, throughput, index size)"}
+    )
+    cost_queries: int = field(default=50, metadata={"help": "queries timed for latency"})
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "cross-encoder that grades the pooled top-k instead of qrels"},
+    )
+    judge_depth: int = field(default=10, metadata={"help": "pool depth per system for --judge"})
+    judge_thresholds: list[float] = field(
+        default_factory=lambda: [0.5, 0.9], metadata={"help": "probabilities for grade 1, 2, ..."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "corpus embedding cache"})
+    seed: int = field(default=0, metadata={"help": "seed of the randomisation test"})
+
+    def validate(self) -> None:
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown:
+            raise InputError(
+                f"unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})", field="systems"
+            )
+        if sorted(self.judge_thresholds) != self.judge_thresholds or not all(
+            0 < t < 1 for t in self.judge_thresholds
+        ):
+            raise InputError("must be increasing probabilities in (0, 1)", field="judge_thresholds")
+        if self.primary not in self.measures:
+            self.measures.insert(0, "ndcg@10")
+
+    @property
+    def primary(self) -> str:
+        return "ndcg@10"
+
+    def chosen(self) -> list[str]:
+        if self.systems:
+            return list(self.systems)
+        have = {"student": self.student, "supervised": self.supervised, "teacher": self.teacher}
+        out = ["bm25", "base"] + [s for s in ("student", "supervised", "teacher") if have[s]]
+        if self.teacher and self.student:
+            out.append("cascade")
+        return out
+
+
+def model_kind(name: str) -> Literal["cross", "bi"]:
+    """Whether a model folder or hub id is a cross-encoder or a bi-encoder."""
+    path = Path(resolve_model(name))
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.is_file():
+        kind = json.loads(st_config.read_text()).get("model_type", "")
+        return "cross" if kind == "CrossEncoder" else "bi"
+    from transformers import AutoConfig
+
+    try:
+        archs = AutoConfig.from_pretrained(str(path)).architectures or []
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read the model's config ({str(exc).splitlines()[0]})", path=name
+        ) from None
+    return "cross" if any(a.endswith("ForSequenceClassification") for a in archs) else "bi"
+
+
+class Timer:
+    """Wall-clock samples in milliseconds."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def __call__(self, fn: Callable, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.samples.append((time.perf_counter() - start) * 1000)
+        return out
+
+    def p(self, q: float) -> float:
+        return round(float(np.percentile(self.samples, q)), 2)
+
+
+def rerank(
+    model, queries: dict[str, str], corpus, first: retrieval.Ranking, k: int, batch_size: int
+) -> retrieval.Ranking:
+    """The cross-encoder's raw scores for each query's top-k of ``first``."""
+    pairs, owners = [], []
+    for qid in queries:
+        for did in metrics.trec_order(first.get(qid, {}))[:k]:
+            pairs.append((queries[qid], corpus[did].full_text))
+            owners.append((qid, did))
+    scores = score_pairs(model, pairs, batch_size)
+    out: retrieval.Ranking = {q: {} for q in queries}
+    for (qid, did), s in zip(owners, scores, strict=True):
+        out[qid][did] = float(s)
+    return out
+
+
+def score_pairs(model, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
+    """Raw logits (no sigmoid) of a CrossEncoder for (query, document) pairs."""
+    import torch
+
+    if not pairs:
+        return np.zeros(0, dtype=np.float32)
+    return model.predict(
+        pairs,
+        batch_size=batch_size,
+        activation_fn=torch.nn.Identity(),
+        show_progress_bar=len(pairs) > 2000,
+    )
+
+
+def randomization_test(
+    a: np.ndarray, b: np.ndarray, *, trials: int = 10_000, seed: int = 0
+) -> float:
+    """Two-sided paired randomisation (sign-flip) test of mean(a - b) = 0; returns the p-value."""
+    diff = np.asarray(a) - np.asarray(b)
+    if not diff.any():
+        return 1.0
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(trials, diff.size))
+    null = np.abs((signs * diff).mean(axis=1))
+    return float((np.sum(null >= abs(diff.mean()) - 1e-12) + 1) / (trials + 1))
+
+
+def judge_qrels(
+    judge,
+    judge_path: str,
+    queries,
+    corpus,
+    runs: dict[str, retrieval.Ranking],
+    depth: int,
+    thresholds: list[float],
+    batch_size: int,
+) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+    """Teacher-graded qrels for the union of every system's top-``depth``.
+
+    Grade g = the number of thresholds the probability reaches (0 = not relevant). The
+    probability is ``sigmoid(logit / temperature + bias)`` with the parameters of
+    ``calibration.json`` in the judge's folder when it has one, else the plain sigmoid.
+    """
+    pool = {
+        q: {d for run in runs.values() for d in metrics.trec_order(run.get(q, {}))[:depth]}
+        for q in queries
+    }
+    logits = rerank(
+        judge,
+        queries,
+        corpus,
+        {q: dict.fromkeys(sorted(d), 0.0) for q, d in pool.items()},
+        10**9,
+        batch_size,
+    )
+    temperature, bias, how = 1.0, 0.0, "uncalibrated: sigmoid of the raw logit"
+    cal_file = Path(resolve_model(judge_path)) / "calibration.json"
+    if cal_file.is_file():
+        cal = json.loads(cal_file.read_text())
+        temperature, bias, how = (
+            float(cal["temperature"]),
+            float(cal.get("bias", 0.0)),
+            f"calibrated ({cal_file})",
+        )
+    qrels = {
+        q: {
+            d: int(sum(1 / (1 + np.exp(-(x / temperature + bias))) >= t for t in thresholds))
+            for d, x in docs.items()
+        }
+        for q, docs in logits.items()
+    }
+    info = {
+        "pool_depth": depth,
+        "thresholds": thresholds,
+        "probabilities": how,
+        "pooled_pairs": sum(map(len, pool.values())),
+    }
+    return qrels, info
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-a between two score lists over the same systems."""
+    n, s = len(a), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            s += np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+    return float(s / (n * (n - 1) / 2)) if n > 1 else 1.0
+
+
+@dataclass
+class BiEncoderSystem:
+    model: Any
+    doc_ids: list[str]
+    index: Any
+    embeddings_bytes: int
+
+
+def _bi_encoder(name: str, corpus, config: EvaluateConfig) -> BiEncoderSystem:
+    model = load_bi_encoder(name)
+    cache = config.cache_dir or str(data.cache_dir() / "embeddings")
+    doc_ids, emb = retrieval.encode_corpus(
+        model, corpus, model_path=resolve_model(name), batch_size=config.batch_size, cache_dir=cache
+    )
+    return BiEncoderSystem(model, doc_ids, retrieval.build_index(emb, "flat"), int(emb.nbytes))
+
+
+def measure_cost(
+    config: EvaluateConfig,
+    queries,
+    corpus,
+    bi: dict[str, BiEncoderSystem],
+    teacher,
+    first_stage: str,
+) -> dict[str, dict]:
+    """Speed of each system on this machine: latency per query (p50/p95, single and batched),
+    corpus encoding docs/s, teacher pairs/s, index size."""
+    import bm25s
+    import Stemmer
+
+    sample = dict(list(queries.items())[: config.cost_queries])
+    cost: dict[str, dict] = {}
+    for name, system in bi.items():
+        single = Timer()
+        for text in sample.values():
+            single(
+                retrieval.search_index,
+                system.model,
+                system.index,
+                system.doc_ids,
+                {"q": text},
+                config.k,
+                batch_size=1,
+            )
+        batched = Timer()
+        batched(
+            retrieval.search_index,
+            system.model,
+            system.index,
+            system.doc_ids,
+            sample,
+            config.k,
+            batch_size=config.batch_size,
+        )
+        docs = [corpus[d].full_text for d in system.doc_ids[:256]]
+        enc = Timer()
+        enc(system.model.encode, docs, batch_size=config.batch_size)
+        cost[name] = {
+            "latency_ms_p50": single.p(50),
+            "latency_ms_p95": single.p(95),
+            "batched_ms_per_query": round(batched.samples[0] / len(sample), 2),
+            "corpus_docs_per_s": round(len(docs) / (enc.samples[0] / 1000), 1),
+            "index_mb": round(system.embeddings_bytes / 2**20, 2),
+        }
+    if "bm25" in config.chosen() or first_stage in ("bm25", "hybrid"):
+        stemmer = Stemmer.Stemmer("english")
+        doc_ids = list(corpus)
+        index = bm25s.BM25()
+        index.index(
+            bm25s.tokenize(
+                [corpus[d].full_text for d in doc_ids],
+                stopwords="en",
+                stemmer=stemmer,
+                show_progress=False,
+            ),
+            show_progress=False,
+        )
+        single = Timer()
+        for text in sample.values():
+            single(
+                lambda t: index.retrieve(
+                    bm25s.tokenize([t], stopwords="en", stemmer=stemmer, show_progress=False),
+                    k=config.k,
+                    show_progress=False,
+                ),
+                text,
+            )
+        cost["bm25"] = {"latency_ms_p50": single.p(50), "latency_ms_p95": single.p(95)}
+    if teacher is not None:
+        few = list(sample.items())[:5]
+        timer = Timer()
+        for _qid, text in few:
+            docs = (
+                bi["base"].doc_ids[: config.rerank_k]
+                if "base" in bi
+                else list(corpus)[: config.rerank_k]
+            )
+            timer(
+                score_pairs, teacher, [(text, corpus[d].full_text) for d in docs], config.batch_size
+            )
+        rerank_p50 = timer.p(50)
+        first = cost.get(first_stage if first_stage != "hybrid" else "base", {}).get(
+            "latency_ms_p50", 0.0
+        )
+        cost["teacher"] = {
+            "pairs_per_s": round(config.rerank_k / (rerank_p50 / 1000), 1),
+            "rerank_ms_p50": rerank_p50,
+            "rerank_ms_p95": timer.p(95),
+            "latency_ms_p50": round(first + rerank_p50, 2),
+            "latency_ms_p95": round(first + timer.p(95), 2),
+            "rerank_k": config.rerank_k,
+        }
+        if "student" in cost:
+            cost["cascade"] = {
+                "latency_ms_p50": round(cost["student"]["latency_ms_p50"] + rerank_p50, 2)
+            }
+            cost["student"]["speedup_vs_teacher"] = round(
+                cost["teacher"]["latency_ms_p50"] / cost["student"]["latency_ms_p50"], 1
+            )
+    return cost
+
+
+def machine_label() -> str:
+    import os
+
+    import torch
+
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    )
+    return f"{platform.node() or 'this machine'}: {device}, {platform.machine()}"
+
+
+def run(config: EvaluateConfig, echo=click.echo) -> Path:
+    from distill import report
+    from distill.mine import load_query_set
+
+    started = time.time()
+    dataset = data.open_dataset(config.data)
+    corpus = dataset.corpus
+    queries, real_qrels, _ = load_query_set(dataset, config.split)
+    if real_qrels is None and not config.judge:
+        raise InputError(
+            f"{config.split!r} has no qrels: pass --judge TEACHER to have a cross-encoder grade the results",
+            field="split",
+        )
+    systems = config.chosen()
+    for name in ("student", "supervised", "teacher"):
+        if (name in systems or (name == "student" and "cascade" in systems)) and not getattr(
+            config, name
+        ):
+            raise InputError(f"system {name!r} needs a model: pass --{name} PATH", field=name)
+    if "cascade" in systems and not (config.teacher and config.student):
+        raise InputError("system 'cascade' needs --student and --teacher", field="systems")
+    wants_teacher = "teacher" in systems or "cascade" in systems
+    runs: dict[str, retrieval.Ranking] = {}
+    if "bm25" in systems or (wants_teacher and config.first_stage in ("bm25", "hybrid")):
+        runs["bm25"] = retrieval.bm25_search(corpus, queries, config.k)
+    bi: dict[str, BiEncoderSystem] = {}
+    for name, path in (
+        ("base", config.base),
+        ("student", config.student),
+        ("supervised", config.supervised),
+    ):
+        needed = (
+            name in systems
+            or (name == "base" and wants_teacher and config.first_stage in ("base", "hybrid"))
+            or (name == "student" and "cascade" in systems)
+        )
+        if needed:
+            echo(f"encoding the corpus with {name} ({path})", err=True)
+            bi[name] = _bi_encoder(path, corpus, config)
+            runs[name] = retrieval.search_index(
+                bi[name].model,
+                bi[name].index,
+                bi[name].doc_ids,
+                queries,
+                config.k,
+                batch_size=config.batch_size,
+            )
+    teacher = None
+    if wants_teacher:
+        kwargs = {"max_length": config.max_length} if config.max_length else {}
+        teacher = load_cross_encoder(config.teacher, **kwargs)
+        first = (
+            retrieval.rrf([runs["bm25"], runs["base"]], depth=config.k)
+            if config.first_stage == "hybrid"
+            else runs[config.first_stage]
+        )
+        if "teacher" in systems:
+            echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
+            runs["teacher"] = rerank(
+                teacher, queries, corpus, first, config.rerank_k, config.batch_size
+            )
+        if "cascade" in systems:
+            runs["cascade"] = rerank(
+                teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size
+            )
+    shown = {s: runs[s] for s in systems}
+    judged_info = None
+    qrels = real_qrels
+    if config.judge:
+        judge = load_cross_encoder(config.judge)
+        qrels, judged_info = judge_qrels(
+            judge,
+            config.judge,
+            queries,
+            corpus,
+            shown,
+            config.judge_depth,
+            config.judge_thresholds,
+            config.batch_size,
+        )
+    per = {s: metrics.per_query(qrels, run, config.measures) for s, run in shown.items()}
+    summary = {s: {m: round(metrics.mean(v), 4) for m, v in p.items()} for s, p in per.items()}
+    primary = config.primary
+    significance = {}
+    if "base" in per:
+        for s in per:
+            if s != "base":
+                a = np.array([per[s][primary][q] for q in per["base"][primary]])
+                b = np.array(list(per["base"][primary].values()))
+                significance[s] = {
+                    "p_value": round(randomization_test(a, b, seed=config.seed), 4),
+                    "delta": round(float((a - b).mean()), 4),
+                }
+    recovered = None
+    if {"student", "teacher", "base"} <= set(summary):
+        gain = summary["teacher"][primary] - summary["base"][primary]
+        recovered = (
+            round((summary["student"][primary] - summary["base"][primary]) / gain, 3)
+            if gain > 0
+            else None
+        )
+    agreement = None
+    if judged_info is not None and real_qrels is not None:
+        real = {
+            s: round(metrics.summarize(real_qrels, run, [primary])[primary], 4)
+            for s, run in shown.items()
+        }
+        names = list(shown)
+        agreement = {
+            "real": real,
+            "judged": {s: summary[s][primary] for s in names},
+            "kendall_tau": round(
+                kendall_tau([real[s] for s in names], [summary[s][primary] for s in names]), 3
+            ),
+        }
+    cost = (
+        measure_cost(config, queries, corpus, bi, teacher, config.first_stage)
+        if config.cost
+        else {}
+    )
+    result = {
+        "dataset": config.data,
+        "split": config.split,
+        "queries": len(queries),
+        "judged_queries": len(per[systems[0]][primary]),
+        "machine": machine_label(),
+        "systems": systems,
+        "metrics": summary,
+        "per_query": per,
+        "significance_vs_base": significance,
+        "student_recovers_teacher_gain": recovered,
+        "cost": cost,
+        "judge": judged_info,
+        "judge_agreement": agreement,
+        "config": artifacts._plain(config),
+    }
+    out = Path(config.output)
+    html = report.write(
+        result, out, teacher_dir=resolve_model(config.teacher) if config.teacher else None
+    )
+    artifacts.write_manifest(
+        out,
+        stage="evaluate",
+        config=config,
+        inputs={"corpus": dataset.corpus_path},
+        figures={"metrics": summary, "cost": cost},
+        started=started,
+    )
+    echo(report.markdown(result))
+    echo(f"report: {html.resolve()}")
+    return out

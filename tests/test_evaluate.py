@@ -1,0 +1,242 @@
+"""`distill evaluate`: systems side by side, significance, cost, judge mode and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from helpers import run_cli
+
+from distill import metrics, retrieval
+from distill.data import BeirDataset
+from distill.evaluate import judge_qrels, kendall_tau, randomization_test
+
+
+@pytest.fixture(scope="module")
+def full_report(scifact_slice, tiny_models, tmp_path_factory):
+    """One evaluation of every system on the SciFact slice with tiny models."""
+    out = tmp_path_factory.mktemp("eval")
+    from distill.cli import main
+
+    argv = [
+        "evaluate",
+        str(scifact_slice),
+        "--base",
+        tiny_models["bert-bi"],
+        "--student",
+        tiny_models["deberta-bi"],
+        "--teacher",
+        tiny_models["bert-cross"],
+        "--cost-queries",
+        "3",
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(out / "cache"),
+    ]
+    try:
+        main(argv)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_every_system_reported_with_exact_metrics(full_report, scifact_slice):
+    """Prevents a report whose numbers differ from a direct pytrec_eval computation."""
+    _, report = full_report
+    assert report["systems"] == ["bm25", "base", "student", "teacher", "cascade"]
+    ds = BeirDataset(scifact_slice)
+    qrels = ds.qrels("test")
+    bm25 = retrieval.bm25_search(ds.corpus, {q: ds.queries[q] for q in qrels}, 100)
+    assert report["metrics"]["bm25"] == {
+        k: pytest.approx(v, abs=1e-4) for k, v in metrics.summarize(qrels, bm25).items()
+    }
+    assert len(report["per_query"]["student"]["ndcg@10"]) == 20
+    # the teacher reranks the base top-100: the same documents, so the same recall@100
+    assert report["metrics"]["teacher"]["recall@100"] == report["metrics"]["base"]["recall@100"]
+    assert set(report["significance_vs_base"]) == {"bm25", "student", "teacher", "cascade"}
+    assert 0 < report["significance_vs_base"]["bm25"]["p_value"] <= 1
+
+
+def test_cost_is_measured_and_labelled(full_report):
+    """Prevents a report without speed figures or without the machine they came from."""
+    _, report = full_report
+    cost = report["cost"]
+    for system in ("base", "student"):
+        assert cost[system]["latency_ms_p50"] > 0 and cost[system]["corpus_docs_per_s"] > 0
+        assert cost[system]["latency_ms_p95"] >= cost[system]["latency_ms_p50"]
+        assert cost[system]["index_mb"] == pytest.approx(340 * 32 * 4 / 2**20, rel=0.1)
+    assert cost["teacher"]["pairs_per_s"] > 0 and cost["teacher"]["rerank_k"] == 100
+    assert cost["student"]["speedup_vs_teacher"] == pytest.approx(
+        cost["teacher"]["latency_ms_p50"] / cost["student"]["latency_ms_p50"], rel=0.05
+    )
+    assert "CPU" in report["machine"] or "GPU" in report["machine"] or "H" in report["machine"]
+
+
+def test_markdown_and_html_written(full_report):
+    """Prevents a report missing its table or its plots."""
+    out, _ = full_report
+    md = (out / "report.md").read_text()
+    assert "| distilled student |" in md and "| teacher (rerank) |" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert (out / "manifest.json").is_file()
+
+
+def test_html_renders_in_headless_chromium(full_report, tmp_path):
+    """Prevents a report that a browser shows blank (broken HTML or images)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "Debian's chromium is not installed (.ci/run installs it; `apt-get install chromium`)"
+        )
+    out, _ = full_report
+    page = (out / "report.html").read_text()
+    stripped = tmp_path / "no-figures.html"
+    stripped.write_text(page.split("<figure>")[0] + "</body></html>")
+
+    def screenshot(html_path, name):
+        shot = tmp_path / f"{name}.png"
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1300,1400",
+            html_path.resolve().as_uri(),
+        ]
+        subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+        assert shot.is_file(), "chromium wrote no screenshot"
+        import matplotlib.image as mpimg
+
+        return (mpimg.imread(shot)[..., :3] < 0.9).any(axis=2).mean()  # share of non-white pixels
+
+    with_plots, without = screenshot(out / "report.html", "report"), screenshot(stripped, "bare")
+    assert without > 0.005  # the table and text are drawn
+    assert with_plots > without + 0.01  # and the two plots add visibly to the page
+
+
+@pytest.mark.parametrize(("kind", "role"), [("bert-cross", "teacher"), ("bert-bi", "student")])
+def test_verification_command(kind, role, scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents the guide's verification command from needing a config file, and a
+    cross-encoder being evaluated as a retriever (or the reverse)."""
+    argv = [
+        "evaluate",
+        "--model",
+        tiny_models[kind],
+        "--dataset",
+        scifact_slice,
+        "--metric",
+        "ndcg",
+        "--no-cost",
+        "--output",
+        tmp_path / "v",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--base",
+        tiny_models["bert-bi"],
+    ]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert report["systems"] == [role]
+    assert list(report["metrics"][role]) == ["ndcg@10"]
+    assert "ndcg@10" in out
+
+
+class KeywordJudge:
+    """A stand-in cross-encoder: logit +3 when the document says 'relevant', else -3."""
+
+    def predict(self, pairs, **kwargs):
+        return np.array([3.0 if "relevant" in d else -3.0 for _, d in pairs])
+
+
+def test_judge_grades_by_thresholds_and_calibration(tmp_path):
+    """Prevents judged grades that ignore the thresholds or the stored calibration, and a
+    pool that misses any system's top documents."""
+    from distill.data import Document
+
+    corpus = {
+        "a": Document("", "relevant text"),
+        "b": Document("", "other"),
+        "c": Document("", "relevant too"),
+    }
+    queries = {"q": "query"}
+    runs = {"s1": {"q": {"a": 2.0, "b": 1.0}}, "s2": {"q": {"c": 5.0, "b": 1.0}}}
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    qrels, info = judge_qrels(
+        KeywordJudge(), str(judge_dir), queries, corpus, runs, 1, [0.5, 0.9], 8
+    )
+    assert qrels == {"q": {"a": 2, "c": 2}}  # depth 1: a from s1, c from s2; sigmoid(3)=0.95
+    assert info["pooled_pairs"] == 2 and "uncalibrated" in info["probabilities"]
+    (judge_dir / "calibration.json").write_text(json.dumps({"temperature": 10.0, "bias": 0.0}))
+    qrels, info = judge_qrels(
+        KeywordJudge(), str(judge_dir), queries, corpus, runs, 2, [0.5, 0.9], 8
+    )
+    assert qrels == {"q": {"a": 1, "b": 0, "c": 1}}  # sigmoid(0.3)=0.57, sigmoid(-0.3)=0.43
+    assert info["probabilities"].startswith("calibrated")
+
+
+def test_judge_mode_on_queries_without_qrels(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents --judge from needing human qrels, and its figures passing for real ones."""
+    qfile = tmp_path / "log.jsonl"
+    qfile.write_text(
+        "".join(
+            json.dumps({"_id": f"u{i}", "text": t}) + "\n"
+            for i, t in enumerate(["cancer risk", "vitamin D"])
+        )
+    )
+    argv = [
+        "evaluate",
+        scifact_slice,
+        "--split",
+        qfile,
+        "--judge",
+        tiny_models["bert-cross"],
+        "--no-cost",
+        "--base",
+        tiny_models["bert-bi"],
+        "--output",
+        tmp_path / "j",
+        "--cache-dir",
+        tmp_path / "cache",
+    ]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "TEACHER-JUDGED" in out
+    report = json.loads((tmp_path / "j" / "report.json").read_text())
+    assert report["judge"]["pool_depth"] == 10 and report["judge_agreement"] is None
+
+
+def test_randomization_test_and_kendall():
+    """Prevents a significance test that calls identical systems different (or the reverse)."""
+    a = np.linspace(0, 1, 50)
+    assert randomization_test(a, a) == 1.0
+    assert randomization_test(a + 0.2, a) < 0.001
+    rng = np.random.default_rng(1)
+    noisy = rng.normal(0, 1, 50)
+    assert randomization_test(noisy, noisy + rng.normal(0, 0.01, 50)) > 0.05  # no real difference
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+    assert kendall_tau([1, 2, 3], [30, 20, 10]) == -1.0
+    assert math.isclose(kendall_tau([1, 2, 3], [10, 30, 20]), 1 / 3)
+
+
+def test_missing_model_for_system_is_input_error(scifact_slice, tmp_path, capsys):
+    """Prevents a traceback when a system is asked for without its model."""
+    code, _, err = run_cli(
+        ["evaluate", scifact_slice, "--systems", "bm25,student", "--output", tmp_path / "x"], capsys
+    )
+    assert code == 2 and "--student" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
