@@ -44,6 +44,7 @@ test-slow: install  ## the long real-model tests, not run in CI
 demo: install  ## set up, then run the stages that exist on a small real sample
 	$(DISTILL) data stats $(DEMO_DATA) --model bundled --max-length 256
 	$(DISTILL) data split $(DEMO_DATA) --split train --output $(RUN)/split
+	$(DISTILL) evaluate $(DEMO_DATA) --split test --output $(RUN)/evaluate --cost-queries 20
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf runs .pytest_cache .ruff_cache
