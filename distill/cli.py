@@ -6,6 +6,7 @@ Bad input ends in one line on stderr (``error: path:line: field 'x': ...``) and 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -14,6 +15,7 @@ from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
 from distill.evaluate import EvaluateConfig
 from distill.mine import MineConfig
+from distill.models import model_kind
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
 
@@ -91,7 +93,12 @@ def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> N
         short = {"ndcg": "ndcg@10", "mrr": "mrr@10", "recall": "recall@100"}
         overrides["measures"] = [short.get(verify_metric, verify_metric)]
     if verify_model:
-        role = "teacher" if evaluate.model_kind(verify_model) == "cross" else "student"
+        role = (
+            "teacher"
+            if model_kind(verify_model) == "cross"
+            or (Path(verify_model) / "ensemble.json").is_file()
+            else "student"
+        )
         overrides[role] = verify_model
         overrides["systems"] = [role]
     evaluate.run(cfg.load(EvaluateConfig, path, section="evaluate", overrides=overrides))

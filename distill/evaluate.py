@@ -16,7 +16,6 @@ the qrels by the teacher's own graded judgments of the pooled top-k (for data wi
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -29,7 +28,8 @@ import numpy as np
 
 from distill import artifacts, data, metrics, retrieval
 from distill.errors import InputError
-from distill.models import load_bi_encoder, load_cross_encoder, resolve_model
+from distill.models import load_bi_encoder, resolve_model
+from teachers.scoring import load_teacher
 
 SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
 
@@ -106,24 +106,6 @@ class EvaluateConfig:
         return out
 
 
-def model_kind(name: str) -> Literal["cross", "bi"]:
-    """Whether a model folder or hub id is a cross-encoder or a bi-encoder."""
-    path = Path(resolve_model(name))
-    st_config = path / "config_sentence_transformers.json"
-    if st_config.is_file():
-        kind = json.loads(st_config.read_text()).get("model_type", "")
-        return "cross" if kind == "CrossEncoder" else "bi"
-    from transformers import AutoConfig
-
-    try:
-        archs = AutoConfig.from_pretrained(str(path)).architectures or []
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot read the model's config ({str(exc).splitlines()[0]})", path=name
-        ) from None
-    return "cross" if any(a.endswith("ForSequenceClassification") for a in archs) else "bi"
-
-
 class Timer:
     """Wall-clock samples in milliseconds."""
 
@@ -141,33 +123,19 @@ class Timer:
 
 
 def rerank(
-    model, queries: dict[str, str], corpus, first: retrieval.Ranking, k: int, batch_size: int
+    teacher, queries: dict[str, str], corpus, first: retrieval.Ranking, k: int, batch_size: int
 ) -> retrieval.Ranking:
-    """The cross-encoder's raw scores for each query's top-k of ``first``."""
+    """The teacher's raw scores for each query's top-k of ``first``."""
     pairs, owners = [], []
     for qid in queries:
         for did in metrics.trec_order(first.get(qid, {}))[:k]:
             pairs.append((queries[qid], corpus[did].full_text))
             owners.append((qid, did))
-    scores = score_pairs(model, pairs, batch_size)
+    scores = teacher.score(pairs, batch_size)
     out: retrieval.Ranking = {q: {} for q in queries}
     for (qid, did), s in zip(owners, scores, strict=True):
         out[qid][did] = float(s)
     return out
-
-
-def score_pairs(model, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
-    """Raw logits (no sigmoid) of a CrossEncoder for (query, document) pairs."""
-    import torch
-
-    if not pairs:
-        return np.zeros(0, dtype=np.float32)
-    return model.predict(
-        pairs,
-        batch_size=batch_size,
-        activation_fn=torch.nn.Identity(),
-        show_progress_bar=len(pairs) > 2000,
-    )
 
 
 def randomization_test(
@@ -185,7 +153,6 @@ def randomization_test(
 
 def judge_qrels(
     judge,
-    judge_path: str,
     queries,
     corpus,
     runs: dict[str, retrieval.Ranking],
@@ -195,15 +162,14 @@ def judge_qrels(
 ) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
     """Teacher-graded qrels for the union of every system's top-``depth``.
 
-    Grade g = the number of thresholds the probability reaches (0 = not relevant). The
-    probability is ``sigmoid(logit / temperature + bias)`` with the parameters of
-    ``calibration.json`` in the judge's folder when it has one, else the plain sigmoid.
+    Grade g = the number of thresholds the judge's probability reaches (0 = not relevant);
+    the probability is calibrated when the judge has a stored calibration, else the sigmoid.
     """
     pool = {
         q: {d for run in runs.values() for d in metrics.trec_order(run.get(q, {}))[:depth]}
         for q in queries
     }
-    logits = rerank(
+    scores = rerank(
         judge,
         queries,
         corpus,
@@ -211,22 +177,18 @@ def judge_qrels(
         10**9,
         batch_size,
     )
-    temperature, bias, how = 1.0, 0.0, "uncalibrated: sigmoid of the raw logit"
-    cal_file = Path(resolve_model(judge_path)) / "calibration.json"
-    if cal_file.is_file():
-        cal = json.loads(cal_file.read_text())
-        temperature, bias, how = (
-            float(cal["temperature"]),
-            float(cal.get("bias", 0.0)),
-            f"calibrated ({cal_file})",
-        )
-    qrels = {
-        q: {
-            d: int(sum(1 / (1 + np.exp(-(x / temperature + bias))) >= t for t in thresholds))
-            for d, x in docs.items()
+    calibrated = judge.calibration.method != "identity"
+    how = (
+        f"calibrated ({judge.calibration.method})"
+        if calibrated
+        else "uncalibrated: sigmoid of the raw logit"
+    )
+    qrels = {}
+    for q, docs in scores.items():
+        probs = judge.probability(np.array(list(docs.values()))) if docs else []
+        qrels[q] = {
+            d: int(sum(p >= t for t in thresholds)) for d, p in zip(docs, probs, strict=True)
         }
-        for q, docs in logits.items()
-    }
     info = {
         "pool_depth": depth,
         "thresholds": thresholds,
@@ -342,9 +304,7 @@ def measure_cost(
                 if "base" in bi
                 else list(corpus)[: config.rerank_k]
             )
-            timer(
-                score_pairs, teacher, [(text, corpus[d].full_text) for d in docs], config.batch_size
-            )
+            timer(teacher.score, [(text, corpus[d].full_text) for d in docs], config.batch_size)
         rerank_p50 = timer.p(50)
         first = cost.get(first_stage if first_stage != "hybrid" else "base", {}).get(
             "latency_ms_p50", 0.0
@@ -429,8 +389,7 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             )
     teacher = None
     if wants_teacher:
-        kwargs = {"max_length": config.max_length} if config.max_length else {}
-        teacher = load_cross_encoder(config.teacher, **kwargs)
+        teacher = load_teacher(config.teacher, max_length=config.max_length)
         first = (
             retrieval.rrf([runs["bm25"], runs["base"]], depth=config.k)
             if config.first_stage == "hybrid"
@@ -449,10 +408,9 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
     judged_info = None
     qrels = real_qrels
     if config.judge:
-        judge = load_cross_encoder(config.judge)
+        judge = load_teacher(config.judge)
         qrels, judged_info = judge_qrels(
             judge,
-            config.judge,
             queries,
             corpus,
             shown,

@@ -9,6 +9,7 @@ on, and the CLI says so when it is on. Weights are saved as safetensors only.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -83,3 +84,21 @@ def load_tokenizer(name: str = "bundled", *, trust_remote_code: bool = False):
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load tokenizer: {str(exc).splitlines()[0]}", path=name) from None
+
+
+def model_kind(name: str) -> str:
+    """Whether a model folder or hub id is a cross-encoder or a bi-encoder."""
+    path = Path(resolve_model(name))
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.is_file():
+        kind = json.loads(st_config.read_text()).get("model_type", "")
+        return "cross" if kind == "CrossEncoder" else "bi"
+    from transformers import AutoConfig
+
+    try:
+        archs = AutoConfig.from_pretrained(str(path)).architectures or []
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read the model's config ({str(exc).splitlines()[0]})", path=name
+        ) from None
+    return "cross" if any(a.endswith("ForSequenceClassification") for a in archs) else "bi"

@@ -14,6 +14,8 @@ from helpers import run_cli
 from distill import metrics, retrieval
 from distill.data import BeirDataset
 from distill.evaluate import judge_qrels, kendall_tau, randomization_test
+from teachers.calibration import Calibration
+from teachers.scoring import CrossEncoderTeacher
 
 
 @pytest.fixture(scope="module")
@@ -155,14 +157,14 @@ def test_verification_command(kind, role, scifact_slice, tiny_models, tmp_path, 
     assert "ndcg@10" in out
 
 
-class KeywordJudge:
-    """A stand-in cross-encoder: logit +3 when the document says 'relevant', else -3."""
+class KeywordModel:
+    """A stand-in cross-encoder model: logit +3 when the document says 'relevant', else -3."""
 
     def predict(self, pairs, **kwargs):
         return np.array([3.0 if "relevant" in d else -3.0 for _, d in pairs])
 
 
-def test_judge_grades_by_thresholds_and_calibration(tmp_path):
+def test_judge_grades_by_thresholds_and_calibration():
     """Prevents judged grades that ignore the thresholds or the stored calibration, and a
     pool that misses any system's top documents."""
     from distill.data import Document
@@ -174,17 +176,14 @@ def test_judge_grades_by_thresholds_and_calibration(tmp_path):
     }
     queries = {"q": "query"}
     runs = {"s1": {"q": {"a": 2.0, "b": 1.0}}, "s2": {"q": {"c": 5.0, "b": 1.0}}}
-    judge_dir = tmp_path / "judge"
-    judge_dir.mkdir()
-    qrels, info = judge_qrels(
-        KeywordJudge(), str(judge_dir), queries, corpus, runs, 1, [0.5, 0.9], 8
-    )
+    judge = CrossEncoderTeacher(KeywordModel())
+    qrels, info = judge_qrels(judge, queries, corpus, runs, 1, [0.5, 0.9], 8)
     assert qrels == {"q": {"a": 2, "c": 2}}  # depth 1: a from s1, c from s2; sigmoid(3)=0.95
     assert info["pooled_pairs"] == 2 and "uncalibrated" in info["probabilities"]
-    (judge_dir / "calibration.json").write_text(json.dumps({"temperature": 10.0, "bias": 0.0}))
-    qrels, info = judge_qrels(
-        KeywordJudge(), str(judge_dir), queries, corpus, runs, 2, [0.5, 0.9], 8
+    judge = CrossEncoderTeacher(
+        KeywordModel(), Calibration(temperature=10.0, bias=0.0, method="platt")
     )
+    qrels, info = judge_qrels(judge, queries, corpus, runs, 2, [0.5, 0.9], 8)
     assert qrels == {"q": {"a": 1, "b": 0, "c": 1}}  # sigmoid(0.3)=0.57, sigmoid(-0.3)=0.43
     assert info["probabilities"].startswith("calibrated")
 

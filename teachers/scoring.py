@@ -1,0 +1,139 @@
+"""One small interface over every teacher: ``score(pairs) -> raw scores`` and
+``probability(scores)`` (calibrated).
+
+``score`` returns **raw scores**: for a single cross-encoder its logit (no sigmoid); for an
+ensemble the weighted sum of its members' *calibrated* logits. ``probability`` maps raw scores
+to calibrated probabilities with the teacher's stored calibration. A teacher folder is either
+a CrossEncoder folder (with an optional ``calibration.json``) or an ensemble folder
+(``ensemble.json`` + ``members/<name>/``), and :func:`load_teacher` loads both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from teachers.calibration import Calibration
+
+ENSEMBLE_FILE = "ensemble.json"
+Pair = tuple[str, str]
+
+
+class CrossEncoderTeacher:
+    """A CrossEncoder plus its calibration."""
+
+    score_kind = "logit"
+
+    def __init__(
+        self, model, calibration: Calibration | None = None, path: str | None = None
+    ) -> None:
+        self.model = model
+        self.calibration = calibration or Calibration()
+        self.path = path
+
+    def score(
+        self, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        import torch
+
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        if show_progress_bar is None:
+            show_progress_bar = len(pairs) > 2000
+        out = self.model.predict(
+            list(pairs),
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            show_progress_bar=show_progress_bar,
+        )
+        return np.asarray(out, dtype=np.float32)
+
+    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
+        return {}
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibration.probability(scores)
+
+
+@dataclass
+class Member:
+    name: str
+    teacher: CrossEncoderTeacher
+    weight: float
+
+
+class EnsembleTeacher:
+    """Members' calibrated logits, combined by weights; calibrated again as a whole."""
+
+    score_kind = "weighted calibrated logit"
+
+    def __init__(
+        self, members: list[Member], calibration: Calibration | None = None, path: str | None = None
+    ) -> None:
+        self.members = members
+        self.calibration = calibration or Calibration()
+        self.path = path
+
+    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Each member's raw logit for each pair."""
+        return {m.name: m.teacher.score(pairs, batch_size) for m in self.members}
+
+    def combine(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
+        total = sum(
+            m.weight * m.teacher.calibration.logit(member_scores[m.name]) for m in self.members
+        )
+        return np.asarray(total, dtype=np.float32)
+
+    def score(
+        self, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> np.ndarray:
+        return self.combine(self.member_scores(pairs, batch_size))
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibration.probability(scores)
+
+
+def save_ensemble(
+    folder: str | Path,
+    members: list[tuple[str, str, float]],
+    calibration: Calibration,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``ensemble.json``: members as (name, folder relative to ``folder``, weight)."""
+    from distill.artifacts import write_json
+
+    calibration.save(folder)
+    data = {
+        "members": [{"name": n, "path": p, "weight": w} for n, p, w in members],
+        **(extra or {}),
+    }
+    return write_json(Path(folder) / ENSEMBLE_FILE, data)
+
+
+def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code: bool = False):
+    """A single CrossEncoder teacher or an ensemble, from a folder (or a hub id)."""
+    from distill.models import load_cross_encoder, resolve_model
+
+    path = Path(resolve_model(name))
+    if (path / ENSEMBLE_FILE).is_file():
+        spec = json.loads((path / ENSEMBLE_FILE).read_text())
+        members = [
+            Member(
+                m["name"],
+                load_teacher(
+                    str(path / m["path"]),
+                    max_length=max_length,
+                    trust_remote_code=trust_remote_code,
+                ),
+                float(m["weight"]),
+            )
+            for m in spec["members"]
+        ]
+        return EnsembleTeacher(members, Calibration.load(path), str(path))
+    kwargs = {"max_length": max_length} if max_length else {}
+    model = load_cross_encoder(name, trust_remote_code=trust_remote_code, **kwargs)
+    return CrossEncoderTeacher(model, Calibration.load(path) if path.exists() else None, str(path))
