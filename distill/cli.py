@@ -18,6 +18,8 @@ from distill.mine import MineConfig
 from distill.models import model_kind
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
+from teachers.audit import AuditConfig
+from teachers.train import TeachConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -102,6 +104,26 @@ def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> N
         overrides[role] = verify_model
         overrides["systems"] = [role]
     evaluate.run(cfg.load(EvaluateConfig, path, section="evaluate", overrides=overrides))
+
+
+@cli.command("teach")
+@cfg.options(TeachConfig, arguments=("data",))
+def teach_command(**kwargs) -> None:
+    """Fine-tune, validate and calibrate a cross-encoder teacher (or an ensemble)."""
+    from teachers import train
+
+    path, overrides = _overrides(kwargs)
+    train.run(cfg.load(TeachConfig, path, section="teach", overrides=overrides))
+
+
+@cli.command("audit")
+@cfg.options(AuditConfig, arguments=("data",))
+def audit_command(**kwargs) -> None:
+    """List training pairs where the calibrated teacher confidently disagrees with the label."""
+    from teachers import audit
+
+    path, overrides = _overrides(kwargs)
+    audit.run(cfg.load(AuditConfig, path, section="audit", overrides=overrides))
 
 
 @cli.command("env")

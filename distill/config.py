@@ -219,7 +219,7 @@ def options(cls: type, *, arguments: tuple[str, ...] = ()) -> Callable[[Callable
             help_text = f.metadata.get("help", "")
             if f.default is not dataclasses.MISSING and f.default is not None:
                 help_text += f" [default: {f.default}]"
-            if f.name in arguments:
+            if f.name in arguments or not f.metadata.get("cli", True):
                 continue
             flag = "--" + f.name.replace("_", "-")
             if is_flag:

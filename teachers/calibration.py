@@ -31,7 +31,7 @@ class Calibration:
         return np.asarray(scores, dtype=np.float64) / self.temperature + self.bias
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(scores)))
+        return 0.5 * (1.0 + np.tanh(0.5 * self.logit(scores)))
 
     def save(self, folder: str | Path) -> Path:
         from distill.artifacts import write_json
@@ -70,23 +70,34 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray) -> Calibration:
     if s.size == 0 or y.min() == y.max():
         raise ValueError("calibration needs both relevant and non-relevant validation pairs")
     x = np.stack([s, np.ones_like(s)], axis=1)
-    w = np.array([1.0, 0.0])
+    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    w = np.array([0.0, np.log(rate / (1 - rate))])  # start at the base rate
     ridge = 1e-3
+
+    def nll(v: np.ndarray) -> float:
+        z = x @ v
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * v @ v)
+
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ w)))  # a sigmoid that cannot overflow
         grad = x.T @ (p - y) + ridge * w
         hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
+        size, current = 1.0, nll(w)
+        while nll(w - size * step) > current and size > 1e-6:
+            size /= 2  # damped Newton: never increase the loss
+        w = w - size * step
+        if np.abs(size * step).max() < 1e-8:
             break
     a, b = float(w[0]), float(w[1])
+    method = "platt"
     if a <= 0:
-        raise ValueError(
-            "the teacher's scores are not positively related to relevance on validation; calibration refused"
-        )
-    cal = Calibration(temperature=1.0 / a, bias=b, method="platt", pairs=int(s.size))
-    cal.ece_before = expected_calibration_error(1 / (1 + np.exp(-s)), y)
+        # Scores unrelated (or inversely related) to relevance: the honest probability is the
+        # base rate; the method says so, so that callers can warn.
+        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        a, b, method = 1e-6, float(np.log(rate / (1 - rate))), "base-rate"
+    cal = Calibration(temperature=1.0 / a, bias=b, method=method, pairs=int(s.size))
+    cal.ece_before = expected_calibration_error(0.5 * (1.0 + np.tanh(0.5 * s)), y)
     cal.ece_after = expected_calibration_error(cal.probability(s), y)
     return cal
 
@@ -106,7 +117,7 @@ def reliability_plot(
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfect")
     for name, probs in (
-        ("raw sigmoid", 1 / (1 + np.exp(-np.asarray(scores)))),
+        ("raw sigmoid", 0.5 * (1.0 + np.tanh(0.5 * np.asarray(scores, dtype=np.float64)))),
         ("calibrated", cal.probability(scores)),
     ):
         edges = np.linspace(0, 1, bins + 1)

@@ -1,0 +1,462 @@
+"""``distill teach``: fine-tune, validate, calibrate and save a cross-encoder teacher (or an
+ensemble of them) with sentence-transformers' ``CrossEncoderTrainer``.
+
+* The validation part is split off the training data by query (``distill data split``'s
+  rules); a test split is refused.
+* BEIR qrels hold only positives: negatives are mined with the first stage (BM25, the base
+  bi-encoder, or both), skipping the top ``skip_top`` ranks, where unlabeled positives sit.
+* Loss: binary labels use BCE with ``pos_weight`` = negatives / positives (one positive
+  against several negatives must not teach "always no"); graded labels (0-4) use BCE on
+  ``grade / 4``: it keeps the grades' order and spacing, needs no list layout, and reduces to
+  the binary loss on binary data.
+* Validation NDCG@10 / MRR@10 (pytrec_eval) every ``eval_steps``; the best checkpoint is kept
+  and training stops early when it stops improving. The start and the tuned model are both
+  evaluated; a tuned model that is not better is refused unless ``allow_worse``.
+* Platt calibration on the validation candidates, stored with the teacher, with ECE before
+  and after and a reliability plot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import numpy as np
+
+from distill import artifacts, data
+from distill.errors import InputError
+from distill.split import split_queries
+from teachers.calibration import fit_platt, reliability_plot
+from teachers.scoring import save_ensemble
+
+GUIDE_LR = (1e-5, 1e-4)
+
+
+class TeacherNotBetter(click.ClickException):
+    """The tuned teacher does not beat its starting point on validation (exit code 1)."""
+
+    exit_code = 1
+
+
+@dataclass
+class MemberConfig:
+    """One member of an ensemble teacher."""
+
+    name: str
+    model: str
+    train: bool = True
+    max_length: int | None = None
+    lr: float | None = None
+    epochs: float | None = None
+
+
+@dataclass
+class TeachConfig:
+    """Config of ``distill teach``."""
+
+    data: str = field(metadata={"help": "BEIR folder (or beir:NAME) or labeled pairs file"})
+    split: str = field(
+        default="train", metadata={"help": "BEIR qrels split to learn from (never test)"}
+    )
+    output: str = field(default="runs/teacher", metadata={"help": "teacher folder"})
+    model: str = field(default="bundled", metadata={"help": "starting model (single teacher)"})
+    members: list[MemberConfig] = field(
+        default_factory=list, metadata={"help": "ensemble members (YAML only)", "cli": False}
+    )
+    combine: Literal["mean", "weights"] = field(
+        default="weights", metadata={"help": "ensemble: mean, or weights fitted on validation"}
+    )
+    val_fraction: float = field(default=0.2, metadata={"help": "share of queries for validation"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    negatives: int = field(default=7, metadata={"help": "mined negatives per query"})
+    negatives_from: Literal["bm25", "dense", "hybrid"] = field(
+        default="hybrid", metadata={"help": "first stage for mining"}
+    )
+    miner: str = field(default="bundled", metadata={"help": "bi-encoder for dense mining"})
+    skip_top: int = field(default=3, metadata={"help": "first-stage ranks never used as negatives"})
+    mine_depth: int = field(
+        default=30, metadata={"help": "negatives come from ranks skip_top+1 .. mine_depth"}
+    )
+    val_candidates: int = field(
+        default=30, metadata={"help": "first-stage candidates reranked per validation query"}
+    )
+    lr: float = field(default=3e-5, metadata={"help": "learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "training batch size"})
+    epochs: float = field(default=1.0, metadata={"help": "epochs"})
+    max_length: int = field(default=256, metadata={"help": "max tokens of query + document"})
+    eval_steps: int = field(default=50, metadata={"help": "validate every N steps"})
+    patience: int = field(
+        default=3, metadata={"help": "early stopping: evaluations without improvement"}
+    )
+    loss: Literal["auto", "bce", "graded-bce"] = field(
+        default="auto", metadata={"help": "auto: bce for binary labels, graded-bce for grades"}
+    )
+    allow_worse: bool = field(
+        default=False, metadata={"help": "keep a tuned teacher that does not beat its start"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "let the model run its own code"}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "corpus embedding cache"})
+
+    def validate(self) -> None:
+        if self.split == "test":
+            raise InputError(
+                "the test split is for final figures only; teach on train (validation is split off it)",
+                field="split",
+            )
+        if self.skip_top >= self.mine_depth:
+            raise InputError(f"must be below mine_depth ({self.mine_depth})", field="skip_top")
+        for name in ("negatives", "batch_size", "eval_steps", "max_length", "val_candidates"):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=name)
+        if not 0 < self.val_fraction < 1:
+            raise InputError("must be between 0 and 1", field="val_fraction")
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise InputError("member names must be unique", field="members")
+
+
+@dataclass
+class TeachData:
+    """Everything a member is trained and validated on (text joined from ids)."""
+
+    queries: dict[str, str]
+    documents: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    train_rows: list[tuple[str, str, float]]  # (qid, did, target in [0, 1])
+    val_candidates: dict[str, list[str]]
+    graded: bool
+    figures: dict[str, Any]
+
+
+def _first_stage(config: TeachConfig, corpus, queries) -> dict[str, dict[str, float]]:
+    from distill.mine import MineConfig, retrieve
+
+    depth = max(config.mine_depth, config.val_candidates)
+    mine_config = MineConfig(
+        data=config.data,
+        method=config.negatives_from,
+        k=depth,
+        model=config.miner,
+        cache_dir=config.cache_dir,
+    )
+    return retrieve(mine_config, corpus, queries)
+
+
+def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
+    """Split by query, mine negatives for training queries, build validation candidate lists."""
+    from distill.metrics import trec_order
+
+    if data.is_beir(config.data):
+        dataset = data.open_dataset(config.data)
+        qrels = dataset.qrels(config.split)
+        queries = {q: dataset.queries[q] for q in qrels}
+        corpus = dataset.corpus
+    else:
+        pairs = data.load_pairs(config.data)
+        queries = {p.qid: p.query for p in pairs}
+        corpus = {p.did: data.Document("", p.text) for p in pairs}
+        qrels = {}
+        for p in pairs:
+            qrels.setdefault(p.qid, {})[p.did] = round(p.label)
+    grades = [g for docs in qrels.values() for g in docs.values()]
+    graded = config.loss == "graded-bce" or (config.loss == "auto" and not data.is_binary(grades))
+    top = max(grades) if graded else 1
+    parts = split_queries(queries, config.val_fraction, config.seed)
+    first = _first_stage(config, corpus, queries)
+    rng = random.Random(config.seed)
+    rows: list[tuple[str, str, float]] = []
+    mined = 0
+    for qid in sorted(parts.train):
+        labeled = qrels[qid]
+        rows += [(qid, d, min(g / top, 1.0)) for d, g in labeled.items()]
+        if any(g == 0 for g in labeled.values()):
+            continue  # the data brings its own negatives
+        ranked = trec_order(first.get(qid, {}))[config.skip_top : config.mine_depth]
+        pool = [d for d in ranked if d not in labeled]
+        for d in rng.sample(pool, min(config.negatives, len(pool))):
+            rows.append((qid, d, 0.0))
+            mined += 1
+    rng.shuffle(rows)
+    val = {}
+    for qid in sorted(parts.val):
+        ranked = trec_order(first.get(qid, {}))[: config.val_candidates]
+        val[qid] = list(dict.fromkeys([*ranked, *qrels[qid]]))
+    used = {d for _, d, _ in rows} | {d for ds in val.values() for d in ds}
+    figures = {
+        "train_queries": len(parts.train),
+        "val_queries": len(parts.val),
+        "train_pairs": len(rows),
+        "mined_negatives": mined,
+        "val_pairs": sum(map(len, val.values())),
+        "labels": "graded" if graded else "binary",
+    }
+    echo(
+        f"teaching on {figures['train_queries']} queries ({figures['train_pairs']} pairs, {mined} mined negatives), "
+        f"validating on {figures['val_queries']} queries ({figures['val_pairs']} candidates)"
+    )
+    return TeachData(
+        queries, {d: corpus[d].full_text for d in used}, qrels, rows, val, graded, figures
+    )
+
+
+def _loss(model, data_: TeachData):
+    import torch
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    if data_.graded:
+        return BinaryCrossEntropyLoss(model), "BCE on grade/4"
+    pos = sum(1 for _, _, y in data_.train_rows if y > 0)
+    neg = len(data_.train_rows) - pos
+    weight = neg / max(pos, 1)
+    return BinaryCrossEntropyLoss(
+        model, pos_weight=torch.tensor(weight)
+    ), f"BCE, pos_weight {weight:.2f}"
+
+
+def train_member(
+    name: str,
+    start: str,
+    d: TeachData,
+    config: TeachConfig,
+    out: Path,
+    *,
+    train: bool = True,
+    max_length=None,
+    lr=None,
+    epochs=None,
+    echo=click.echo,
+) -> dict[str, Any]:
+    """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from transformers import EarlyStoppingCallback
+
+    from distill.models import load_cross_encoder, model_kind
+    from teachers.evaluator import RerankEvaluator
+
+    lr = lr or config.lr
+    epochs = epochs or config.epochs
+    max_length = max_length or config.max_length
+    if not GUIDE_LR[0] <= lr <= GUIDE_LR[1]:
+        echo(
+            f"warning: learning rate {lr:g} is outside {GUIDE_LR[0]:g}..{GUIDE_LR[1]:g}; too high forgets pretraining, too low learns nothing",
+            err=True,
+        )
+    kind = model_kind(start)
+    if kind != "cross":
+        echo(
+            f"note: {start} is not a trained cross-encoder (no trained classification head): its score head starts from random weights",
+            err=True,
+        )
+    model = load_cross_encoder(
+        start, num_labels=1, max_length=max_length, trust_remote_code=config.trust_remote_code
+    )
+    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32)
+    before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    figures: dict[str, Any] = {
+        "start": start,
+        "start_kind": kind,
+        "before": before,
+        "max_length": max_length,
+    }
+    started = time.time()
+    if train:
+        loss, loss_name = _loss(model, d)
+        dataset = Dataset.from_dict(
+            {
+                "query": [d.queries[q] for q, _, _ in d.train_rows],
+                "document": [d.documents[doc] for _, doc, _ in d.train_rows],
+                "label": [float(y) for _, _, y in d.train_rows],
+            }
+        )
+        ckpt = out.parent / f".{out.name}-checkpoints"
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(ckpt),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=lr,
+            warmup_steps=0.1,  # a float is a share of the steps in transformers v5
+            dataloader_pin_memory=False,
+            eval_strategy="steps",
+            eval_steps=config.eval_steps,
+            save_strategy="steps",
+            save_steps=config.eval_steps,
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_val_ndcg@10",
+            greater_is_better=True,
+            logging_steps=max(1, config.eval_steps // 2),
+            seed=config.seed,
+            report_to="none",
+            disable_tqdm=not sys.stderr.isatty(),
+        )
+        trainer = CrossEncoderTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            loss=loss,
+            evaluator=evaluator,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
+        )
+        trainer.train()
+        figures.update(
+            loss=loss_name,
+            lr=lr,
+            epochs=epochs,
+            steps=trainer.state.global_step,
+            best_checkpoint=trainer.state.best_model_checkpoint,
+            best_metric=trainer.state.best_metric,
+            history=[h for h in evaluator.history[1:]],
+        )
+        shutil.rmtree(ckpt, ignore_errors=True)
+    after = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    figures.update(after=after, train_seconds=round(time.time() - started, 1))
+    echo(
+        f"{name}: validation NDCG@10 {before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}, MRR@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f} (start -> tuned)"
+    )
+    if train and after["ndcg@10"] <= before["ndcg@10"] and not config.allow_worse:
+        raise TeacherNotBetter(
+            f"{name}: the tuned teacher is not better than its start on validation "
+            f"(NDCG@10 {after['ndcg@10']:.4f} vs {before['ndcg@10']:.4f}); the learning rate is likely too high "
+            f"or there is too little data. Nothing was saved; pass --allow-worse to keep it anyway."
+        )
+    labels = evaluator.labels()
+    cal = fit_platt(evaluator.last_scores, labels)
+    if cal.method == "base-rate":
+        echo(
+            f"warning: {name}'s scores do not rise with relevance on validation; its probabilities are the base rate",
+            err=True,
+        )
+    figures["calibration"] = {
+        "temperature": round(cal.temperature, 4),
+        "bias": round(cal.bias, 4),
+        "ece_before": round(cal.ece_before, 4),
+        "ece_after": round(cal.ece_after, 4),
+    }
+    model.save(str(out))
+    cal.save(out)
+    reliability_plot(evaluator.last_scores, labels, cal, out / "reliability.png")
+    _append_card(out, name, config, d, figures)
+    figures["val_scores"] = evaluator.last_scores  # for the ensemble; dropped before writing
+    return figures
+
+
+def _append_card(
+    out: Path, name: str, config: TeachConfig, d: TeachData, fig: dict[str, Any]
+) -> None:
+    card = out / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else f"# {name}\n"
+    b, a, c = fig["before"], fig["after"], fig["calibration"]
+    text += (
+        f"\n\n## distill teacher: {name}\n\n"
+        f"- data: `{config.data}` split `{config.split}`; {d.figures['train_queries']} training queries "
+        f"({d.figures['train_pairs']} pairs, {d.figures['mined_negatives']} mined negatives), "
+        f"{d.figures['val_queries']} validation queries (split by query, seed {config.seed})\n"
+        f"- start: `{fig['start']}` ({fig['start_kind']}-encoder); loss: {fig.get('loss', 'not trained')}; "
+        f"lr {fig.get('lr')}, epochs {fig.get('epochs')}, batch {config.batch_size}, max_length {fig['max_length']}\n"
+        f"- validation (rerank top {config.val_candidates}): NDCG@10 {b['ndcg@10']:.4f} -> {a['ndcg@10']:.4f}, "
+        f"MRR@10 {b['mrr@10']:.4f} -> {a['mrr@10']:.4f} (start -> tuned)\n"
+        f"- calibration (Platt, `calibration.json`): p = sigmoid(logit / {c['temperature']} + {c['bias']}); "
+        f"ECE {c['ece_before']} (raw sigmoid) -> {c['ece_after']}\n"
+        f"- scores: `CrossEncoder(path).predict(pairs)` gives sigmoid(logit), NOT a calibrated probability.\n"
+    )
+    artifacts.write_text(card, text)
+
+
+def _fit_weights(scores: dict[str, np.ndarray], evaluator, step: float = 0.1) -> dict[str, float]:
+    """Weights on the simplex (grid of ``step``) maximising validation NDCG@10."""
+    names = list(scores)
+    ticks = round(1 / step)
+    best, best_w = -1.0, None
+    for combo in itertools.product(range(ticks + 1), repeat=len(names)):
+        if sum(combo) != ticks:
+            continue
+        w = [c / ticks for c in combo]
+        value = evaluator.evaluate_scores(
+            sum(wi * scores[n] for wi, n in zip(w, names, strict=True))
+        )["ndcg@10"]
+        if value > best + 1e-9:
+            best, best_w = value, w
+    return dict(zip(names, best_w, strict=True))
+
+
+def run(config: TeachConfig, echo=click.echo) -> Path:
+    started = time.time()
+    d = prepare(config, echo)
+    out = Path(config.output)
+    members = config.members or [MemberConfig(name="teacher", model=config.model)]
+    results: dict[str, dict[str, Any]] = {}
+    with artifacts.atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        single = not config.members
+        for m in members:
+            target = tmp if single else tmp / "members" / m.name
+            results[m.name] = train_member(
+                m.name,
+                m.model,
+                d,
+                config,
+                target,
+                train=m.train,
+                max_length=m.max_length,
+                lr=m.lr,
+                epochs=m.epochs,
+                echo=echo,
+            )
+        figures: dict[str, Any] = {"data": d.figures}
+        if not single:
+            from teachers.calibration import Calibration
+            from teachers.evaluator import RerankEvaluator
+
+            evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels)
+            logits = {
+                n: Calibration.load(tmp / "members" / n).logit(r["val_scores"])
+                for n, r in results.items()
+            }
+            if config.combine == "mean":
+                weights = {n: 1 / len(logits) for n in logits}
+            else:
+                weights = _fit_weights(logits, evaluator)
+            combined = sum(weights[n] * logits[n] for n in logits)
+            ens = evaluator.evaluate_scores(combined)
+            cal = fit_platt(combined, evaluator.labels())
+            save_ensemble(
+                tmp,
+                [(n, f"members/{n}", weights[n]) for n in logits],
+                cal,
+                {"combine": config.combine, "validation": ens},
+            )
+            reliability_plot(combined, evaluator.labels(), cal, tmp / "reliability.png")
+            figures["ensemble"] = {
+                "weights": weights,
+                "validation": ens,
+                "ece_after": round(cal.ece_after, 4),
+            }
+            echo(
+                f"ensemble ({config.combine}; weights {', '.join(f'{n} {w:.2f}' for n, w in weights.items())}): validation NDCG@10 {ens['ndcg@10']:.4f}, MRR@10 {ens['mrr@10']:.4f}"
+            )
+        for r in results.values():
+            r.pop("val_scores", None)
+        figures["members"] = results
+    inputs = (
+        {"data": data.open_dataset(config.data).corpus_path}
+        if data.is_beir(config.data)
+        else {"data": Path(config.data)}
+    )
+    artifacts.write_manifest(
+        out, stage="teach", config=asdict(config), inputs=inputs, figures=figures, started=started
+    )
+    echo(f"wrote {out} in {time.time() - started:.0f}s")
+    return out

@@ -1,0 +1,244 @@
+"""`distill teach` and `distill audit` on tiny models: training, best checkpoint, the check
+against the start, ensembles, calibration and the label audit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import run_cli
+
+from teachers.audit import audit_rows
+from teachers.calibration import Calibration, expected_calibration_error, fit_platt
+from teachers.scoring import CrossEncoderTeacher, EnsembleTeacher, load_teacher
+
+FAST = [
+    "--negatives-from",
+    "bm25",
+    "--max-length",
+    "64",
+    "--batch-size",
+    "8",
+    "--eval-steps",
+    "4",
+    "--val-fraction",
+    "0.25",
+    "--val-candidates",
+    "10",
+    "--negatives",
+    "3",
+]
+
+
+@pytest.fixture(scope="module")
+def taught(scifact_slice, tiny_models, tmp_path_factory):
+    """A tiny BERT teacher trained for 2 epochs on the SciFact slice's train queries."""
+    from distill.cli import main
+
+    out = tmp_path_factory.mktemp("teach") / "teacher"
+    try:
+        main(
+            [
+                "teach",
+                str(scifact_slice),
+                "--model",
+                tiny_models["bert-cross"],
+                "--output",
+                str(out),
+                "--epochs",
+                "2",
+                "--lr",
+                "1e-4",
+                "--patience",
+                "100",
+                "--allow-worse",
+                *FAST,
+            ]
+        )
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out
+
+
+def test_best_checkpoint_is_kept(taught):
+    """Prevents saving the last checkpoint when an earlier one validated better."""
+    figures = json.loads((taught / "manifest.json").read_text())["figures"]["members"]["teacher"]
+    history = [h["ndcg@10"] for h in figures["history"]]
+    assert len(history) >= 2 and figures["steps"] > 0
+    assert figures["best_metric"] == pytest.approx(max(history), abs=1e-4)
+    assert figures["after"]["ndcg@10"] == pytest.approx(max(history), abs=1e-4)
+
+
+def test_saved_teacher_loads_and_scores(taught):
+    """Prevents a teacher folder that CrossEncoder(path) cannot load, or one without its card
+    and calibration."""
+    from sentence_transformers import CrossEncoder
+
+    scores = CrossEncoder(str(taught)).predict([("query text", "document text"), ("a", "b")])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    card = (taught / "README.md").read_text()
+    assert "distill teacher" in card and "NDCG@10" in card
+    cal = json.loads((taught / "calibration.json").read_text())
+    assert cal["method"] in ("platt", "base-rate") and cal["temperature"] > 0 and cal["pairs"] > 0
+    assert (taught / "reliability.png").stat().st_size > 1000
+    assert list(taught.glob("*.safetensors")) and not list(taught.glob("*.bin"))
+
+
+def test_no_test_split_and_no_leak(scifact_slice, tmp_path, capsys):
+    """Prevents teaching on the test split (figures reported on it would be tuned on it)."""
+    code, _, err = run_cli(
+        ["teach", scifact_slice, "--split", "test", "--output", tmp_path / "t"], capsys
+    )
+    assert code == 2 and "test split" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_not_better_needs_allow_worse(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents a tuned teacher that did not improve on its start from being kept silently."""
+    argv = [
+        "teach",
+        scifact_slice,
+        "--model",
+        tiny_models["bert-cross"],
+        "--epochs",
+        "1",
+        "--lr",
+        "0",
+        *FAST,
+    ]
+    code, _, err = run_cli([*argv, "--output", tmp_path / "refused"], capsys)
+    assert code == 1
+    assert "not better than its start" in err and "--allow-worse" in err
+    assert not (tmp_path / "refused").exists()
+    code, _out, err = run_cli([*argv, "--output", tmp_path / "kept", "--allow-worse"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "kept" / "model.safetensors").is_file()
+    assert "outside 1e-05..0.0001" in err  # lr 0 is warned about
+
+
+def test_ensemble_of_bert_and_deberta(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents an ensemble that does not save, reload or combine its members as stored."""
+    config = tmp_path / "ens.yaml"
+    config.write_text(
+        "teach:\n  members:\n"
+        f"    - {{name: minilm, model: {tiny_models['bert-cross']}}}\n"
+        f"    - {{name: deberta, model: {tiny_models['deberta-cross']}, train: false}}\n"
+    )
+    out = tmp_path / "ens"
+    code, stdout, err = run_cli(
+        [
+            "teach",
+            scifact_slice,
+            "--config",
+            config,
+            "--output",
+            out,
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-4",
+            "--allow-worse",
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "ensemble (weights;" in stdout
+    teacher = load_teacher(str(out))
+    assert isinstance(teacher, EnsembleTeacher)
+    assert [m.name for m in teacher.members] == ["minilm", "deberta"]
+    assert sum(m.weight for m in teacher.members) == pytest.approx(1.0)
+    pairs = [
+        ("vitamin d", "Vitamin D deficiency and bone health."),
+        ("cancer", "A study of tumours."),
+    ]
+    members = teacher.member_scores(pairs)
+    by_hand = sum(m.weight * m.teacher.calibration.logit(members[m.name]) for m in teacher.members)
+    assert teacher.score(pairs) == pytest.approx(by_hand, abs=1e-5)
+    probs = teacher.probability(teacher.score(pairs))
+    assert ((probs > 0) & (probs < 1)).all()
+
+
+def test_calibration_lowers_ece_on_separable_scores():
+    """Prevents calibration that leaves overconfident logits (a common confusion: scores
+    are not probabilities)."""
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(6, 1, 200), rng.normal(3, 1, 800)  # separable-ish, all sigmoid > 0.9
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(200), np.zeros(800)])
+    cal = fit_platt(scores, labels)
+    assert cal.ece_before > 0.5
+    assert cal.ece_after < 0.05
+    assert cal.ece_after == pytest.approx(
+        expected_calibration_error(cal.probability(scores), labels)
+    )
+
+
+def test_ece_by_hand():
+    """Prevents an ECE that weights bins wrongly."""
+    probs = np.array([0.1, 0.1, 0.9, 0.9])
+    labels = np.array([0, 1, 1, 1])
+    # bin of 0.1: accuracy 0.5, |0.5-0.1| * 0.5 ; bin of 0.9: accuracy 1, |1-0.9| * 0.5
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.2 + 0.05)
+
+
+class KeywordModel:
+    """A stand-in cross-encoder model: logit +4 when the document says 'relevant', else -4."""
+
+    def predict(self, pairs, **kwargs):
+        return np.array([4.0 if "relevant" in d else -4.0 for _, d in pairs])
+
+
+def test_audit_ranks_flipped_labels_first(tmp_path, capsys):
+    """Prevents an audit that buries label noise among agreeing pairs."""
+    rows = []
+    flipped = set()
+    for i in range(20):
+        rel = i % 2 == 0
+        label = float(rel)
+        if i in (3, 8, 15):  # planted flips
+            label = 1.0 - label
+            flipped.add((f"q{i}", f"d{i}"))
+        rows.append(
+            (f"q{i}", f"d{i}", f"query {i}", f"{'relevant' if rel else 'other'} doc {i}", label)
+        )
+    teacher = CrossEncoderTeacher(
+        KeywordModel(), Calibration(temperature=2.0, bias=0.0, method="platt")
+    )
+    ranked = audit_rows(teacher, rows)
+    assert {(r["qid"], r["did"]) for r in ranked[:3]} == flipped
+    assert ranked[0]["disagreement"] == pytest.approx(
+        1 / (1 + np.exp(-2)), abs=1e-3
+    )  # sigmoid(4 / 2)
+    assert ranked[3]["disagreement"] < 0.5
+
+
+def test_audit_command_writes_csv(tmp_path, tiny_models, capsys):
+    """Prevents the audit command failing on a labeled pairs file or writing no header."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"query": f"q{i}", "text": f"doc {i}", "label": i % 2}) + "\n"
+            for i in range(6)
+        )
+    )
+    out = tmp_path / "audit.csv"
+    code, _stdout, err = run_cli(
+        [
+            "audit",
+            path,
+            "--teacher",
+            tiny_models["bert-cross"],
+            "--output",
+            out,
+            "--threshold",
+            "0.01",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    assert lines[0] == "qid,did,query,document,label,teacher_probability,disagreement"
+    assert len(lines) == 7  # every pair disagrees by >= 0.01 with a random tiny teacher
+    assert "no calibration.json" in err
