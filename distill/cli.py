@@ -14,6 +14,7 @@ from distill import __version__
 from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
 from distill.evaluate import EvaluateConfig
+from distill.label import LabelConfig
 from distill.mine import MineConfig
 from distill.models import model_kind
 from distill.split import SplitConfig
@@ -65,6 +66,16 @@ def mine_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     mine.run(cfg.load(MineConfig, path, section="mine", overrides=overrides))
+
+
+@cli.command("label")
+@cfg.options(LabelConfig, arguments=("data",))
+def label_command(**kwargs) -> None:
+    """Teacher soft labels for mined (query, candidate) pairs: sharded, resumable."""
+    from distill import label
+
+    path, overrides = _overrides(kwargs)
+    label.run(cfg.load(LabelConfig, path, section="label", overrides=overrides))
 
 
 @cli.command("evaluate")
@@ -153,3 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # `accelerate launch -m distill.cli label ...`
+    main()

@@ -1,0 +1,332 @@
+"""``distill label``: teacher soft labels for (query, candidate) pairs, sharded and resumable.
+
+Output folder:
+
+* ``shard-NNNNN.parquet``: one row per distinct (query, candidate) pair, in a fixed order
+  (queries sorted, then candidates by first-stage rank, then gold positives not mined):
+
+  ============  ========  ===============================================================
+  column        type      meaning
+  ============  ========  ===============================================================
+  qid           string    query id
+  did           string    document id
+  score         float32   the teacher's raw score: a cross-encoder's logit (NOT a
+                          probability), or an ensemble's weighted calibrated logit
+  score_<name>  float32   each ensemble member's raw logit (ensembles only)
+  prob          float32   calibrated probability, ``teacher.probability(score)``
+  gold          int16     the qrels grade, or -1 where the pair has no label
+  ============  ========  ===============================================================
+
+* ``progress.json``: the job key and, per finished shard, its row count and sha256. A shard
+  is written to a temporary name and renamed, then recorded; a run killed at any moment and
+  restarted with the same command skips exactly the recorded shards whose checksum still
+  matches and recomputes the rest, so the result has the same rows as an uninterrupted run.
+* ``manifest.json`` when every shard is done.
+
+The job key fingerprints the teacher, the candidates, the queries and the scoring settings:
+when any of them changes, old shards are discarded instead of mixed in. With several
+processes (``accelerate launch -m distill.cli label ...``) process r takes shards r, r+n, ...;
+each shard's rows do not depend on who computed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import click
+import numpy as np
+
+from distill import artifacts, data
+from distill.errors import InputError
+
+PROGRESS = "progress.json"
+
+
+@dataclass
+class LabelConfig:
+    """Config of ``distill label``."""
+
+    data: str = field(metadata={"help": "BEIR folder or beir:NAME (corpus and queries)"})
+    candidates: str = field(
+        default="runs/mine/candidates.parquet", metadata={"help": "distill mine output"}
+    )
+    teacher: str = field(
+        default="runs/teacher", metadata={"help": "teacher folder (single or ensemble)"}
+    )
+    queries: str = field(
+        default="train", metadata={"help": "qrels split, 'all', or a queries JSONL file"}
+    )
+    output: str = field(default="runs/labels", metadata={"help": "output folder"})
+    include_positives: bool = field(
+        default=True, metadata={"help": "add gold positives that mining missed"}
+    )
+    shard_size: int = field(default=10_000, metadata={"help": "pairs per shard"})
+    batch_size: int = field(default=32, metadata={"help": "scoring batch size"})
+    max_length: int | None = field(
+        default=None, metadata={"help": "teacher max_length [default: the teacher's]"}
+    )
+    precision: Literal["exact", "int8", "bf16"] = field(
+        default="exact",
+        metadata={"help": "exact fp32; int8 dynamic quantization (CPU); bf16 (GPU)"},
+    )
+    fidelity_sample: int = field(
+        default=300, metadata={"help": "pairs scored both ways to report a faster mode's Spearman"}
+    )
+
+    def validate(self) -> None:
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise InputError(
+                "must be at least 1", field="shard_size" if self.shard_size < 1 else "batch_size"
+            )
+
+
+def pair_list(
+    candidates: dict[str, list[str]],
+    qrels: dict[str, dict[str, int]] | None,
+    include_positives: bool,
+) -> list[tuple[str, str]]:
+    """Distinct (qid, did) pairs in the labelling order: queries sorted, candidates by rank,
+    then gold positives the candidates missed."""
+    pairs: list[tuple[str, str]] = []
+    for qid in sorted(set(candidates) | (set(qrels or {}) if include_positives else set())):
+        docs = list(candidates.get(qid, []))
+        if include_positives and qrels:
+            docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0]
+        pairs.extend((qid, d) for d in dict.fromkeys(docs))
+    return pairs
+
+
+def read_ranked(path: str | Path) -> dict[str, list[str]]:
+    """{qid: [did by rank]} from a candidates.parquet."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such candidates file (run `distill mine` first)", path=p)
+    table = pq.read_table(p, columns=["qid", "did", "rank"]).to_pydict()
+    ranked: dict[str, list[tuple[int, str]]] = {}
+    for q, d, r in zip(table["qid"], table["did"], table["rank"], strict=True):
+        ranked.setdefault(q, []).append((r, d))
+    return {q: [d for _, d in sorted(v)] for q, v in ranked.items()}
+
+
+def _sha(path: Path) -> str:
+    return artifacts.fingerprint(path)
+
+
+def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
+    """Fingerprint of everything the rows depend on (not of output-only settings)."""
+    digest = hashlib.sha256()
+    teacher = Path(teacher_path)
+    digest.update((artifacts.fingerprint(teacher) if teacher.exists() else teacher_path).encode())
+    digest.update(_sha(Path(config.candidates)).encode())
+    digest.update(queries_fp.encode())
+    settings = {
+        k: getattr(config, k)
+        for k in ("include_positives", "shard_size", "max_length", "precision")
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def quantize_int8(model) -> None:
+    """Dynamic int8 quantization of the Linear layers (CPU), in place."""
+    import torch
+
+    inner = model[0].model if hasattr(model, "__getitem__") else model.model
+    quantized = torch.ao.quantization.quantize_dynamic(inner, {torch.nn.Linear}, dtype=torch.qint8)
+    if hasattr(model, "__getitem__"):
+        model[0].model = quantized
+    else:
+        model.model = quantized
+
+
+def _apply_precision(teacher, precision: str) -> list:
+    """Put every member of ``teacher`` in the requested precision; return the members."""
+    import torch
+
+    members = [m.teacher for m in teacher.members] if hasattr(teacher, "members") else [teacher]
+    for member in members:
+        if precision == "int8":
+            quantize_int8(member.model)
+        elif precision == "bf16":
+            if not torch.cuda.is_available():
+                raise InputError(
+                    "bf16 labelling needs a GPU; use exact or int8 on CPU", field="precision"
+                )
+            member.model.to(torch.bfloat16)
+    return members
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a))
+    rb = np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _load_progress(out: Path, key: str, echo) -> dict:
+    path = out / PROGRESS
+    if path.is_file():
+        progress = json.loads(path.read_text())
+        if progress.get("key") == key:
+            for part in out.glob(
+                ".progress-*.json"
+            ):  # shards done by processes of a killed multi-process run
+                extra = json.loads(part.read_text())
+                if extra.get("key") == key:
+                    progress["shards"].update(extra["shards"])
+            return progress
+        stale = list(out.glob("shard-*.parquet"))
+        for shard in stale:
+            shard.unlink()
+        (out / artifacts.MANIFEST).unlink(missing_ok=True)
+        echo(
+            f"teacher, candidates or settings changed: discarded {len(stale)} old shards", err=True
+        )
+    return {"key": key, "shards": {}}
+
+
+def run(config: LabelConfig, echo=click.echo) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from distill.mine import load_query_set
+    from distill.models import resolve_model
+    from teachers.scoring import load_teacher
+
+    started = time.time()
+    state = PartialState()
+    dataset = data.open_dataset(config.data)
+    queries, qrels, query_file = load_query_set(dataset, config.queries)
+    ranked = read_ranked(config.candidates)
+    unknown = sorted(set(ranked) - set(queries))
+    if unknown:
+        raise InputError(
+            f"candidates name query {unknown[0]!r}, which is not in --queries {config.queries!r}",
+            path=config.candidates,
+        )
+    corpus = dataset.corpus
+    pairs = pair_list(ranked, qrels, config.include_positives)
+    teacher_path = resolve_model(config.teacher)
+    key = job_key(config, teacher_path, artifacts.fingerprint(query_file) if query_file else "")
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = _load_progress(out, key, echo) if state.is_main_process else None
+    state.wait_for_everyone()
+    if progress is None:
+        progress = (
+            json.loads((out / PROGRESS).read_text())
+            if (out / PROGRESS).is_file()
+            else {"key": key, "shards": {}}
+        )
+    n_shards = max(1, -(-len(pairs) // config.shard_size))
+    done = {
+        int(i)
+        for i, meta in progress["shards"].items()
+        if (out / meta["file"]).is_file() and _sha(out / meta["file"]) == meta["sha256"]
+    }
+    mine_ = [
+        i
+        for i in range(n_shards)
+        if i % state.num_processes == state.process_index and i not in done
+    ]
+    teacher = load_teacher(config.teacher, max_length=config.max_length)
+    members = _apply_precision(teacher, config.precision)
+    figures: dict = {
+        "pairs": len(pairs),
+        "shards": n_shards,
+        "queries": len(ranked),
+        "precision": config.precision,
+    }
+    if config.precision != "exact" and state.is_main_process and config.fidelity_sample > 0:
+        exact = load_teacher(config.teacher, max_length=config.max_length)
+        sample = [(queries[q], corpus[d].full_text) for q, d in pairs[: config.fidelity_sample]]
+        rho = spearman(
+            exact.score(sample, config.batch_size), teacher.score(sample, config.batch_size)
+        )
+        figures["fidelity_spearman"] = round(rho, 4)
+        echo(
+            f"{config.precision} fidelity: Spearman {rho:.4f} against exact fp32 on {len(sample)} pairs"
+            + ("" if rho >= 0.99 else " (below 0.99: consider --precision exact)")
+        )
+    names = [m.name for m in teacher.members] if hasattr(teacher, "members") else []
+    bar = tqdm(
+        total=sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_),
+        unit="pair",
+        desc="labelling",
+        disable=not mine_,
+    )
+    for index in mine_:
+        chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
+        texts = [(queries[q], corpus[d].full_text) for q, d in chunk]
+        member_scores = teacher.member_scores(texts, config.batch_size)
+        scores = (
+            teacher.combine(member_scores) if names else teacher.score(texts, config.batch_size)
+        )
+        cols = {
+            "qid": pa.array([q for q, _ in chunk], pa.string()),
+            "did": pa.array([d for _, d in chunk], pa.string()),
+            "score": pa.array(np.asarray(scores, dtype=np.float32)),
+        }
+        for name in names:
+            cols[f"score_{name}"] = pa.array(np.asarray(member_scores[name], dtype=np.float32))
+        cols["prob"] = pa.array(np.asarray(teacher.probability(scores), dtype=np.float32))
+        cols["gold"] = pa.array([(qrels or {}).get(q, {}).get(d, -1) for q, d in chunk], pa.int16())
+        file = f"shard-{index:05d}.parquet"
+        with artifacts.atomic_path(out / file) as tmp:
+            pq.write_table(pa.table(cols), tmp)
+        progress["shards"][str(index)] = {
+            "file": file,
+            "rows": len(chunk),
+            "sha256": _sha(out / file),
+        }
+        if state.num_processes == 1:
+            artifacts.write_json(out / PROGRESS, progress)
+        else:
+            artifacts.write_json(out / f".progress-{state.process_index}.json", progress)
+        bar.update(len(chunk))
+    bar.close()
+    del members
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if state.num_processes > 1:
+            for part in out.glob(".progress-*.json"):
+                progress["shards"].update(json.loads(part.read_text())["shards"])
+                part.unlink()
+            artifacts.write_json(out / PROGRESS, progress)
+        shards = [progress["shards"][str(i)] for i in range(n_shards)]
+        figures["checksums"] = {s["file"]: s["sha256"] for s in shards}
+        figures["seconds_this_run"] = round(time.time() - started, 1)
+        inputs = {"candidates": Path(config.candidates), "corpus": dataset.corpus_path}
+        if Path(teacher_path).exists():
+            inputs["teacher"] = Path(teacher_path)
+        artifacts.write_manifest(
+            out,
+            stage="label",
+            config=asdict(config),
+            inputs=inputs,
+            figures=figures,
+            started=started,
+        )
+        echo(
+            f"labelled {len(pairs):,} pairs in {n_shards} shards ({len(done)} already done) in {time.time() - started:.1f}s; wrote {out}"
+        )
+    return out
+
+
+def read_labels(folder: str | Path) -> pa.Table:  # noqa: F821
+    """All shards of a finished labelling run, in order, as one Arrow table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    progress = json.loads((folder / PROGRESS).read_text())
+    files = [progress["shards"][k]["file"] for k in sorted(progress["shards"], key=int)]
+    return pa.concat_tables([pq.read_table(folder / f) for f in files])

@@ -1,0 +1,276 @@
+"""`distill label`: exact scores, gold positives, crash-safe resume, invalidation, unlabeled queries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from helpers import run_cli
+from sentence_transformers import CrossEncoder
+
+from distill.label import read_labels
+
+
+@pytest.fixture(scope="module")
+def mined(scifact_slice, tmp_path_factory):
+    """BM25 top-20 candidates for the slice's 20 test queries (400 pairs)."""
+    from distill.cli import main
+
+    out = tmp_path_factory.mktemp("mine")
+    try:
+        main(
+            [
+                "mine",
+                str(scifact_slice),
+                "--queries",
+                "test",
+                "--method",
+                "bm25",
+                "--k",
+                "20",
+                "--output",
+                str(out),
+            ]
+        )
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out / "candidates.parquet"
+
+
+def _label(capsys, data, cands, teacher, out, *extra):
+    return run_cli(
+        [
+            "label",
+            data,
+            "--candidates",
+            cands,
+            "--teacher",
+            teacher,
+            "--queries",
+            "test",
+            "--output",
+            out,
+            *extra,
+        ],
+        capsys,
+    )
+
+
+def _direct(teacher, data, rows):
+    from distill.data import BeirDataset
+
+    ds = BeirDataset(data)
+    pairs = [(ds.queries[r["qid"]], ds.corpus[r["did"]].full_text) for r in rows]
+    return CrossEncoder(teacher).predict(pairs, activation_fn=torch.nn.Identity(), batch_size=32)
+
+
+def test_scores_equal_direct_predict(scifact_slice, mined, tiny_models, tmp_path, capsys):
+    """Prevents stored labels that differ from what the teacher says (wrong pair, order or
+    activation), and gold positives missing from the labels."""
+    code, _out, err = _label(
+        capsys,
+        scifact_slice,
+        mined,
+        tiny_models["bert-cross"],
+        tmp_path / "l",
+        "--shard-size",
+        "150",
+    )
+    assert code == 0, err
+    rows = read_labels(tmp_path / "l").to_pylist()
+    direct = _direct(tiny_models["bert-cross"], scifact_slice, rows)
+    np.testing.assert_allclose([r["score"] for r in rows], direct, rtol=1e-4, atol=1e-5)
+    assert len({(r["qid"], r["did"]) for r in rows}) == len(rows)
+    from distill.data import BeirDataset
+
+    qrels = BeirDataset(scifact_slice).qrels("test")
+    labelled = {(r["qid"], r["did"]): r["gold"] for r in rows}
+    assert all(labelled.get((q, d)) == g for q, docs in qrels.items() for d, g in docs.items())
+    assert sum(1 for r in rows if r["gold"] == -1) == len(rows) - sum(map(len, qrels.values()))
+    assert len(list((tmp_path / "l").glob("shard-*.parquet"))) == -(-len(rows) // 150)
+    manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
+    assert manifest["figures"]["pairs"] == len(rows)
+
+
+def test_killed_run_resumes_to_identical_rows(scifact_slice, mined, tiny_models, tmp_path, capsys):
+    """Prevents lost or duplicated rows after a SIGKILL mid-run and a restart."""
+    argv = [
+        sys.executable,
+        "-m",
+        "distill.cli",
+        "label",
+        str(scifact_slice),
+        "--candidates",
+        str(mined),
+        "--teacher",
+        tiny_models["deberta-cross"],
+        "--queries",
+        "test",
+        "--output",
+        str(tmp_path / "killed"),
+        "--shard-size",
+        "10",
+        "--batch-size",
+        "2",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((tmp_path / "killed").glob("shard-*.parquet"))) < 3:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "manifest.json").exists(), (
+        "the run finished before it could be killed"
+    )
+    assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
+    code, _, err = _label(
+        capsys,
+        scifact_slice,
+        mined,
+        tiny_models["deberta-cross"],
+        tmp_path / "whole",
+        "--shard-size",
+        "10",
+        "--batch-size",
+        "2",
+    )
+    assert code == 0, err
+    resumed = read_labels(tmp_path / "killed").to_pylist()
+    whole = read_labels(tmp_path / "whole").to_pylist()
+    assert [(r["qid"], r["did"]) for r in resumed] == [(r["qid"], r["did"]) for r in whole]
+    np.testing.assert_allclose(
+        [r["score"] for r in resumed], [r["score"] for r in whole], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_changed_teacher_invalidates_old_shards(
+    scifact_slice, mined, tiny_models, tmp_path, capsys
+):
+    """Prevents mixing labels of an old teacher with a new one's."""
+    out = tmp_path / "l"
+    assert (
+        _label(capsys, scifact_slice, mined, tiny_models["bert-cross"], out, "--shard-size", "100")[
+            0
+        ]
+        == 0
+    )
+    code, _, err = _label(
+        capsys, scifact_slice, mined, tiny_models["bert-cross"], out, "--shard-size", "100"
+    )
+    assert code == 0 and "discarded" not in err
+    before = len(list(out.glob("shard-*.parquet")))
+    code, _stdout, err = _label(
+        capsys, scifact_slice, mined, tiny_models["deberta-cross"], out, "--shard-size", "100"
+    )
+    assert code == 0
+    assert before == 5 and f"discarded {before} old shards" in err  # 401 pairs, 100 a shard
+    rows = read_labels(out).to_pylist()
+    np.testing.assert_allclose(
+        [r["score"] for r in rows],
+        _direct(tiny_models["deberta-cross"], scifact_slice, rows),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_queries_without_qrels(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents labelling from requiring qrels (search logs, pseudo-queries)."""
+    qfile = tmp_path / "log.jsonl"
+    qfile.write_text(
+        "".join(
+            json.dumps({"_id": f"u{i}", "text": t}) + "\n"
+            for i, t in enumerate(["cancer risk", "vitamin D bone"])
+        )
+    )
+    assert (
+        run_cli(
+            [
+                "mine",
+                scifact_slice,
+                "--queries",
+                qfile,
+                "--method",
+                "bm25",
+                "--k",
+                "5",
+                "--output",
+                tmp_path / "m",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
+    code, _, err = run_cli(
+        [
+            "label",
+            scifact_slice,
+            "--candidates",
+            tmp_path / "m" / "candidates.parquet",
+            "--teacher",
+            tiny_models["bert-cross"],
+            "--queries",
+            qfile,
+            "--output",
+            tmp_path / "l",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "l" / "shard-00000.parquet").to_pylist()
+    assert len(table) == 10 and {r["gold"] for r in table} == {-1}
+    assert all(0 < r["prob"] < 1 for r in table)
+
+
+def test_ensemble_member_columns(scifact_slice, mined, tiny_models, tmp_path, capsys):
+    """Prevents an ensemble's member scores being dropped from the labels."""
+    import shutil
+
+    from teachers.calibration import Calibration
+    from teachers.scoring import save_ensemble
+
+    ens = tmp_path / "ens"
+    for name in ("bert-cross", "deberta-cross"):
+        shutil.copytree(tiny_models[name], ens / "members" / name)
+    Calibration(temperature=2.0, bias=1.0, method="platt").save(ens / "members" / "bert-cross")
+    save_ensemble(
+        ens,
+        [("bert", "members/bert-cross", 0.25), ("deberta", "members/deberta-cross", 0.75)],
+        Calibration(),
+    )
+    code, _, err = _label(capsys, scifact_slice, mined, ens, tmp_path / "l")
+    assert code == 0, err
+    rows = read_labels(tmp_path / "l").to_pylist()[:50]
+    bert = _direct(tiny_models["bert-cross"], scifact_slice, rows)
+    deberta = _direct(tiny_models["deberta-cross"], scifact_slice, rows)
+    np.testing.assert_allclose([r["score_bert"] for r in rows], bert, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        [r["score"] for r in rows], 0.25 * (bert / 2 + 1) + 0.75 * deberta, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_int8_mode_reports_fidelity(scifact_slice, mined, tiny_models, tmp_path, capsys):
+    """Prevents a faster, approximate mode that does not tell the user how approximate it is."""
+    code, out, err = _label(
+        capsys,
+        scifact_slice,
+        mined,
+        tiny_models["bert-cross"],
+        tmp_path / "q",
+        "--precision",
+        "int8",
+        "--fidelity-sample",
+        "100",
+    )
+    assert code == 0, err
+    assert "int8 fidelity: Spearman" in out
+    rho = json.loads((tmp_path / "q" / "manifest.json").read_text())["figures"]["fidelity_spearman"]
+    assert -1 <= rho <= 1
