@@ -19,6 +19,7 @@ from distill.mine import MineConfig
 from distill.models import model_kind
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
+from students.train import StudentConfig
 from teachers.audit import AuditConfig
 from teachers.train import TeachConfig
 
@@ -76,6 +77,16 @@ def label_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     label.run(cfg.load(LabelConfig, path, section="label", overrides=overrides))
+
+
+@cli.command("train-student")
+@cfg.options(StudentConfig, arguments=("data",))
+def train_student_command(**kwargs) -> None:
+    """Train a bi-encoder on the teacher's soft labels (Accelerate loop; resumable)."""
+    from students import train
+
+    path, overrides = _overrides(kwargs)
+    train.run(cfg.load(StudentConfig, path, section="student", overrides=overrides))
 
 
 @cli.command("evaluate")

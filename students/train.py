@@ -1,0 +1,441 @@
+"""``distill train-student``: a bi-encoder trained on the teacher's soft labels with Accelerate.
+
+The whole loop is here: build, ``accelerator.prepare``, ``accelerator.accumulate`` +
+``backward``, ``save_state`` every ``checkpoint_steps`` and ``load_state`` on restart, so a
+killed run resumes from its last checkpoint and ends with the same weights as an
+uninterrupted one (data order and negatives are functions of seed and epoch, and Accelerate
+restores the RNG states). The same function runs under ``accelerate launch`` for DDP.
+
+Training examples, per query of the labels:
+
+* positives: the gold positives (``gold > 0``) when known, else the teacher's top candidate;
+* negatives: ``negatives`` candidates drawn from the teacher's ranking (ranks below
+  ``negative_depth``), never one whose teacher score is within ``false_negative_margin`` of
+  the positive's (a likely unlabeled positive: the most common distillation failure);
+* labels: the teacher's scores of (positive, negatives) for ``kl`` and ``margin-mse``; none
+  for ``mnrl``, the supervised baseline, which uses gold positives and first-stage negatives.
+
+Texts are joined from ids when the examples are built, not stored with the labels.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import click
+import numpy as np
+
+from distill import artifacts, data
+from distill.errors import InputError
+
+
+@dataclass
+class StudentConfig:
+    """Config of ``distill train-student``."""
+
+    data: str = field(
+        metadata={"help": "BEIR folder or beir:NAME (texts of queries and documents)"}
+    )
+    labels: str = field(default="runs/labels", metadata={"help": "distill label output folder"})
+    output: str = field(default="runs/student", metadata={"help": "student folder"})
+    model: str = field(default="bundled", metadata={"help": "starting bi-encoder"})
+    queries: str = field(
+        default="train",
+        metadata={"help": "qrels split, 'all' or a queries JSONL (the labels' queries)"},
+    )
+    loss: Literal["kl", "margin-mse", "mnrl"] = field(
+        default="kl", metadata={"help": "kl, margin-mse, or mnrl (supervised baseline, no teacher)"}
+    )
+    in_batch: float = field(
+        default=0.0, metadata={"help": "weight of an added in-batch-negatives term (0 = off)"}
+    )
+    negatives: int = field(default=4, metadata={"help": "negatives per query"})
+    negative_depth: int = field(
+        default=30, metadata={"help": "negatives come from the teacher's top-N"}
+    )
+    false_negative_margin: float = field(
+        default=1.0, metadata={"help": "skip negatives scored within this of the positive"}
+    )
+    scale: float = field(
+        default=20.0, metadata={"help": "student similarity scale (inverse temperature)"}
+    )
+    teacher_temperature: float = field(
+        default=1.0, metadata={"help": "kl: softmax temperature of teacher scores"}
+    )
+    lr: float = field(default=2e-5, metadata={"help": "learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "queries per batch (per process)"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    epochs: int = field(default=1, metadata={"help": "epochs"})
+    warmup: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
+    max_query_length: int = field(default=64, metadata={"help": "query max tokens"})
+    max_doc_length: int = field(default=256, metadata={"help": "document max tokens"})
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
+        default="auto", metadata={"help": "auto: bf16 on a GPU that has it, else no"}
+    )
+    checkpoint_steps: int = field(
+        default=100, metadata={"help": "save_state every N optimizer steps"}
+    )
+    seed: int = field(default=42, metadata={"help": "seed"})
+    onnx: bool = field(
+        default=False,
+        metadata={"help": "also export an ONNX model (sentence-transformers' exporter)"},
+    )
+
+    def validate(self) -> None:
+        for name in (
+            "negatives",
+            "batch_size",
+            "grad_accum",
+            "epochs",
+            "checkpoint_steps",
+            "max_query_length",
+            "max_doc_length",
+        ):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=name)
+        if self.loss != "mnrl" and self.negatives < 1:
+            raise InputError("distillation needs at least one negative", field="negatives")
+        if self.scale <= 0 or self.teacher_temperature <= 0:
+            raise InputError(
+                "must be positive (a zero temperature divides by zero)",
+                field="scale" if self.scale <= 0 else "teacher_temperature",
+            )
+
+
+@dataclass
+class QueryLabels:
+    """One query's labelled candidates, in first-stage order."""
+
+    dids: list[str]
+    scores: np.ndarray
+    gold: np.ndarray
+
+
+def group_labels(table) -> dict[str, QueryLabels]:
+    """{qid: QueryLabels} from a labels table (columns qid, did, score, gold)."""
+    cols = table.select(["qid", "did", "score", "gold"]).to_pydict()
+    grouped: dict[str, tuple[list, list, list]] = {}
+    for q, d, s, g in zip(cols["qid"], cols["did"], cols["score"], cols["gold"], strict=True):
+        entry = grouped.setdefault(q, ([], [], []))
+        entry[0].append(d)
+        entry[1].append(s)
+        entry[2].append(g)
+    return {
+        q: QueryLabels(d, np.asarray(s, dtype=np.float32), np.asarray(g))
+        for q, (d, s, g) in grouped.items()
+    }
+
+
+def select_negatives(
+    scores: np.ndarray,
+    positive: int,
+    exclude: set[int],
+    k: int,
+    depth: int,
+    margin: float,
+    rng: random.Random,
+) -> list[int]:
+    """Indices of up to ``k`` negatives from the teacher's top ``depth``, skipping ``exclude``
+    and any candidate whose score is within ``margin`` of the positive's (false negatives)."""
+    order = np.argsort(-scores, kind="stable")[:depth]
+    pool = [
+        int(i) for i in order if int(i) not in exclude and scores[i] < scores[positive] - margin
+    ]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def build_examples(
+    labels: dict[str, QueryLabels], config: StudentConfig, epoch: int
+) -> list[tuple[str, list[str], list[float]]]:
+    """(qid, [positive did, negative dids...], teacher scores) for one epoch; deterministic
+    in (seed, epoch). Queries with too few usable negatives are dropped."""
+    rng = random.Random(config.seed * 1000 + epoch)
+    out = []
+    for qid in sorted(labels):
+        lab = labels[qid]
+        gold = [i for i, g in enumerate(lab.gold) if g > 0]
+        unlabeled = not gold
+        positives = gold or [int(np.argmax(lab.scores))]
+        for pos in positives:
+            if config.loss == "mnrl":
+                if unlabeled:
+                    continue  # the supervised baseline uses gold labels only
+                pool = [
+                    i for i in range(3, min(len(lab.dids), config.negative_depth)) if i not in gold
+                ]  # first-stage ranks, skip the top 3
+                negs = rng.sample(pool, min(1, len(pool)))
+            else:
+                negs = select_negatives(
+                    lab.scores,
+                    pos,
+                    set(positives),
+                    config.negatives,
+                    config.negative_depth,
+                    config.false_negative_margin,
+                    rng,
+                )
+                if len(negs) < config.negatives:
+                    continue
+            idx = [pos, *negs]
+            out.append((qid, [lab.dids[i] for i in idx], [float(lab.scores[i]) for i in idx]))
+    rng.shuffle(out)
+    return out
+
+
+def _mixed_precision(choice: str) -> str:
+    import torch
+
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    steps = [
+        (int(m.group(1)), p)
+        for p in folder.glob("step-*")
+        if (m := re.fullmatch(r"step-(\d+)", p.name)) and (p / "done").exists()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def run(config: StudentConfig, echo=click.echo) -> Path:
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    from distill.label import read_labels
+    from distill.mine import load_query_set
+    from distill.models import load_bi_encoder, resolve_model
+    from students.losses import build_loss
+
+    started = time.time()
+    dataset = data.open_dataset(config.data)
+    queries, _, _ = load_query_set(dataset, config.queries)
+    corpus = dataset.corpus
+    labels_dir = Path(config.labels)
+    if not (labels_dir / "manifest.json").is_file():
+        raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
+    labels = group_labels(read_labels(labels_dir))
+    missing = sorted(set(labels) - set(queries))
+    if missing:
+        raise InputError(
+            f"labels name query {missing[0]!r}, which is not in --queries {config.queries!r}",
+            path=labels_dir,
+        )
+    out = Path(config.output)
+    ckpt_dir = out.parent / f".{out.name}-checkpoints"
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = "tensorboard"
+    except ImportError:
+        log_with = None
+    accelerator = Accelerator(
+        mixed_precision=_mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=config.grad_accum,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        log_with=log_with,
+        project_dir=str(ckpt_dir),
+    )
+    set_seed(config.seed)
+    model = load_bi_encoder(config.model)
+    loss_fn = build_loss(
+        config.loss,
+        model,
+        scale=config.scale,
+        teacher_temperature=config.teacher_temperature,
+        in_batch=config.in_batch,
+    )
+    examples_0 = build_examples(labels, config, 0)
+    if not examples_0:
+        raise InputError(
+            "no usable training examples: too few candidates below the false-negative margin; lower false_negative_margin or negatives",
+            path=labels_dir,
+        )
+    steps_per_epoch = -(
+        -len(examples_0) // (config.batch_size * accelerator.num_processes * config.grad_accum)
+    )
+    total = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    index_loader = torch.utils.data.DataLoader(
+        range(len(examples_0)), batch_size=config.batch_size, shuffle=True
+    )
+    model, optimizer, index_loader, scheduler = accelerator.prepare(
+        model, optimizer, index_loader, scheduler
+    )
+    if log_with:
+        accelerator.init_trackers(
+            "distill-student",
+            config={
+                k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))
+            },
+        )
+    step, start_epoch, skip = 0, 0, 0
+    latest = _latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        step = int(latest.name.split("-")[1])
+        start_epoch, skip = divmod(step * config.grad_accum, len(index_loader))
+        echo(f"resuming from {latest} (step {step})", err=True)
+    student = accelerator.unwrap_model(model)
+
+    def features(texts: list[str], max_length: int):
+        student.max_seq_length = max_length
+        feats = (
+            student.tokenize(texts)
+            if not hasattr(student, "preprocess")
+            else student.preprocess(texts)
+        )
+        return {k: v.to(accelerator.device) if hasattr(v, "to") else v for k, v in feats.items()}
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="training student",
+        disable=not accelerator.is_local_main_process,
+    )
+    model.train()
+    losses: list[float] = []
+    for epoch in range(start_epoch, config.epochs):
+        examples = build_examples(labels, config, epoch)
+        index_loader.set_epoch(epoch)
+        loader = (
+            accelerator.skip_first_batches(index_loader, skip)
+            if epoch == start_epoch and skip
+            else index_loader
+        )
+        for batch in loader:
+            rows = [examples[int(i)] for i in batch if int(i) < len(examples)]
+            if not rows:
+                continue
+            with accelerator.accumulate(model):
+                columns = [features([queries[q] for q, _, _ in rows], config.max_query_length)]
+                for c in range(len(rows[0][1])):
+                    columns.append(
+                        features(
+                            [corpus[dids[c]].full_text for _, dids, _ in rows],
+                            config.max_doc_length,
+                        )
+                    )
+                target = torch.tensor([s for _, _, s in rows], device=accelerator.device)
+                loss = loss_fn(columns, target)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if log_with:
+                    accelerator.log(
+                        {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]}, step=step
+                    )
+                if step % config.checkpoint_steps == 0 and step < total:
+                    target_dir = ckpt_dir / f"step-{step}"
+                    accelerator.save_state(str(target_dir))
+                    if accelerator.is_main_process:
+                        (target_dir / "done").write_text("ok")
+        skip = 0
+    bar.close()
+    accelerator.wait_for_everyone()
+    if log_with:
+        accelerator.end_training()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        final.max_seq_length = config.max_doc_length
+        with artifacts.atomic_path(out) as tmp:
+            final.save(str(tmp), safe_serialization=True)
+            _card(tmp, config, len(examples_0), step, losses, time.time() - started)
+            if config.onnx:
+                _export_onnx(tmp, echo)
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        inputs = {"labels": labels_dir / "manifest.json"}
+        start = Path(resolve_model(config.model))
+        if start.exists():
+            inputs["start"] = start
+        figures = {
+            "examples": len(examples_0),
+            "steps": step,
+            "final_loss": losses[-1] if losses else None,
+            "train_seconds": round(time.time() - started, 1),
+        }
+        artifacts.write_manifest(
+            out,
+            stage="train-student",
+            config=asdict(config),
+            inputs=inputs,
+            figures=figures,
+            started=started,
+        )
+        echo(
+            f"trained {config.loss} student: {len(examples_0)} examples/epoch, {step} steps in {time.time() - started:.0f}s; wrote {out}"
+        )
+    return out
+
+
+def _card(
+    folder: Path,
+    config: StudentConfig,
+    examples: int,
+    steps: int,
+    losses: list[float],
+    seconds: float,
+) -> None:
+    teacher = (
+        "none (supervised baseline on gold qrels)"
+        if config.loss == "mnrl"
+        else f"labels in `{config.labels}`"
+    )
+    text = (
+        (folder / "README.md").read_text(encoding="utf-8")
+        if (folder / "README.md").exists()
+        else "# student\n"
+    )
+    text += (
+        "\n\n## distill student\n\n"
+        f"- start: `{config.model}`; teacher: {teacher}; data: `{config.data}` ({config.queries} queries)\n"
+        f"- loss: {config.loss}"
+        + (f" + in-batch negatives (weight {config.in_batch})" if config.in_batch else "")
+        + f"; {config.negatives} negatives from the teacher's top {config.negative_depth}, false-negative margin {config.false_negative_margin}\n"
+        f"- {examples} examples/epoch, {steps} steps, lr {config.lr}, batch {config.batch_size} x {config.grad_accum}, {config.epochs} epoch(s), {seconds:.0f}s\n"
+        f"- final training loss: {losses[-1] if losses else float('nan'):.4f}\n"
+        "- validation: see `distill evaluate` (report.md next to this run)\n"
+    )
+    artifacts.write_text(folder / "README.md", text)
+
+
+def _export_onnx(folder: Path, echo) -> None:
+    """ONNX export with sentence-transformers' own exporter (needs optimum + onnxruntime)."""
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        SentenceTransformer(
+            str(folder), backend="onnx"
+        )  # exports model.onnx into folder/onnx on first load
+        onnx = Path(folder) / "onnx"
+        echo(
+            f"exported ONNX to {onnx}"
+            if onnx.exists()
+            else "note: ONNX export did not write a file",
+            err=True,
+        )
+    except Exception as exc:  # the exporter raises many kinds (missing optimum, unsupported op)
+        raise InputError(
+            f"ONNX export failed ({str(exc).splitlines()[0]}); install sentence-transformers[onnx] or drop --onnx"
+        ) from None

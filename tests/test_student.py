@@ -1,0 +1,272 @@
+"""`distill train-student`: losses by hand, the false-negative filter, exact resume, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+
+from students.losses import build_loss
+from students.losses.in_batch import WithInBatchNegatives
+from students.train import StudentConfig, build_examples, select_negatives
+
+
+def _embeddings(
+    seed: int = 0, batch: int = 3, columns: int = 4, dim: int = 8
+) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1)
+        for _ in range(columns)
+    ]
+
+
+class _Stub(torch.nn.Module):
+    """What a loss needs of a model before it embeds anything (the losses here get embeddings)."""
+
+
+def test_kl_loss_by_hand():
+    """Prevents a listwise loss whose temperatures or direction differ from the documented
+    KL(teacher || student) over softmaxes."""
+    emb = _embeddings()
+    teacher = torch.tensor([[5.0, 1.0, 0.0], [2.0, 2.5, -1.0], [0.0, 0.0, 0.0]])
+    loss = build_loss("kl", _Stub(), scale=20.0, teacher_temperature=2.0)
+    student = torch.stack([20.0 * (emb[0] * e).sum(-1) for e in emb[1:]], dim=1)
+    p = torch.softmax(teacher / 2.0, dim=1)
+    by_hand = (p * (p.log() - torch.log_softmax(student, dim=1))).sum(1).mean() * (1 / 20.0) ** 2
+    assert float(loss.compute_loss_from_embeddings(emb, teacher)) == pytest.approx(
+        float(by_hand), rel=1e-5
+    )
+
+
+def test_margin_mse_by_hand():
+    """Prevents a Margin-MSE that compares scores instead of margins, or ignores the scale."""
+    emb = _embeddings(1)
+    teacher = torch.tensor([[5.0, 1.0, 0.0], [2.0, 2.5, -1.0], [0.0, 3.0, 1.0]])
+    loss = build_loss("margin-mse", _Stub(), scale=10.0)
+    pos = 10.0 * (emb[0] * emb[1]).sum(-1)
+    margins = torch.stack([pos - 10.0 * (emb[0] * e).sum(-1) for e in emb[2:]], dim=1)
+    by_hand = ((margins - (teacher[:, :1] - teacher[:, 1:])) ** 2).mean()
+    assert float(loss.compute_loss_from_embeddings(emb, teacher)) == pytest.approx(
+        float(by_hand), rel=1e-5
+    )
+
+
+def test_in_batch_term_by_hand():
+    """Prevents an in-batch term that targets the wrong column or ignores other rows."""
+    emb = _embeddings(2)
+    teacher = torch.zeros(3, 3)
+    base = build_loss("kl", _Stub())
+    loss = WithInBatchNegatives(base, scale=20.0, weight=0.5)
+    cands = torch.cat(emb[1:])
+    ce = torch.nn.functional.cross_entropy(20.0 * emb[0] @ cands.T, torch.arange(3))
+    expected = base.compute_loss_from_embeddings(emb, teacher) + 0.5 * ce
+    assert float(loss.compute_loss_from_embeddings(emb, teacher)) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("name", ["kl", "margin-mse", "kl+in-batch"])
+def test_losses_decrease(name):
+    """Prevents a loss whose gradient does not move the student toward the teacher."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 8)) for _ in range(4)]
+    teacher = torch.tensor([[6.0, 0.0, -2.0, -4.0]] * 4)[:, :4][:, : len(params) - 1]
+    loss = build_loss(name.split("+")[0], _Stub(), in_batch=1.0 if "in-batch" in name else 0.0)
+    opt = torch.optim.Adam(params, lr=0.05)
+    values = []
+    for _ in range(30):
+        emb = [torch.nn.functional.normalize(p, dim=-1) for p in params]
+        value = loss.compute_loss_from_embeddings(emb, teacher)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        values.append(float(value.detach()))
+    assert values[-1] < values[0] * 0.8
+
+
+def test_false_negative_filter():
+    """Prevents teaching the student that a likely unlabeled positive is irrelevant."""
+    scores = np.array([9.0, 8.8, 3.0, 2.0, 8.5, 1.0], dtype=np.float32)
+    rng = random.Random(0)
+    picked = select_negatives(scores, positive=0, exclude={0}, k=10, depth=10, margin=1.0, rng=rng)
+    assert sorted(picked) == [2, 3, 5]  # 1 (8.8) and 4 (8.5) are within 1.0 of the positive
+    # depth 4 = the teacher's top 4 (indices 0, 1, 4, 2): only 2 is far enough below the positive
+    assert select_negatives(scores, 0, {0}, 10, depth=4, margin=1.0, rng=rng) == [2]
+
+
+def test_examples_use_gold_or_teacher_top():
+    """Prevents unlabeled queries being dropped (they are what more queries buy) and gold
+    positives being replaced by the teacher's choice."""
+    from students.train import QueryLabels
+
+    labels = {
+        "gold": QueryLabels(
+            ["a", "b", "c", "d"],
+            np.array([1.0, 5.0, 0.0, -1.0], dtype=np.float32),
+            np.array([1, -1, -1, -1]),
+        ),
+        "free": QueryLabels(
+            ["x", "y", "z"], np.array([0.0, 6.0, -3.0], dtype=np.float32), np.array([-1, -1, -1])
+        ),
+    }
+    cfg = StudentConfig(data="x", negatives=1, false_negative_margin=0.5)
+    ex = {q: (dids, scores) for q, dids, scores in build_examples(labels, cfg, 0)}
+    assert ex["gold"][0][0] == "a" and ex["free"][0][0] == "y"
+    assert ex["free"][1] == [6.0, pytest.approx(ex["free"][1][1])] and ex["free"][0][1] in (
+        "x",
+        "z",
+    )
+    assert build_examples(labels, cfg, 0) == build_examples(
+        labels, cfg, 0
+    )  # deterministic per epoch
+
+
+@pytest.fixture(scope="module")
+def labels_dir(scifact_slice, tiny_models, tmp_path_factory):
+    """Tiny-teacher labels for the slice's 40 train queries (BM25 top-10 + gold)."""
+    from distill.cli import main
+
+    root = tmp_path_factory.mktemp("student-data")
+    for argv in (
+        [
+            "mine",
+            str(scifact_slice),
+            "--queries",
+            "train",
+            "--method",
+            "bm25",
+            "--k",
+            "10",
+            "--output",
+            str(root / "mine"),
+        ],
+        [
+            "label",
+            str(scifact_slice),
+            "--candidates",
+            str(root / "mine" / "candidates.parquet"),
+            "--teacher",
+            tiny_models["bert-cross"],
+            "--output",
+            str(root / "labels"),
+        ],
+    ):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+    return root / "labels"
+
+
+def _student_argv(data, labels, model, out, *extra):
+    return [
+        "train-student",
+        str(data),
+        "--labels",
+        str(labels),
+        "--model",
+        model,
+        "--output",
+        str(out),
+        "--batch-size",
+        "4",
+        "--negatives",
+        "2",
+        "--false-negative-margin",
+        "0",
+        "--max-doc-length",
+        "48",
+        "--max-query-length",
+        "24",
+        *extra,
+    ]
+
+
+def test_student_trains_and_loads(scifact_slice, labels_dir, tiny_models, tmp_path, capsys):
+    """Prevents a student folder that SentenceTransformer(path) cannot load, or a run that
+    does not change the weights."""
+    from sentence_transformers import SentenceTransformer
+
+    code, _out, err = run_cli(
+        _student_argv(
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "s", "--lr", "1e-3"
+        ),
+        capsys,
+    )
+    assert code == 0, err
+    student = SentenceTransformer(str(tmp_path / "s"))
+    base = SentenceTransformer(tiny_models["bert-bi"])
+    a, b = student.encode(["vitamin d"]), base.encode(["vitamin d"])
+    assert a.shape == (1, 32) and not np.allclose(a, b)
+    assert "distill student" in (tmp_path / "s" / "README.md").read_text()
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    examples = manifest["figures"]["examples"]
+    assert examples >= 30  # most of the 40 gold queries keep 2 negatives below the margin
+    assert manifest["figures"]["steps"] == -(-examples // 4)  # one epoch, batch 4
+    assert not (tmp_path / ".s-checkpoints").exists()
+
+
+def test_supervised_baseline_runs(scifact_slice, labels_dir, tiny_models, tmp_path, capsys):
+    """Prevents the no-teacher baseline (the comparison distillation must win) from breaking."""
+    code, _, err = run_cli(
+        _student_argv(
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "m", "--loss", "mnrl"
+        ),
+        capsys,
+    )
+    assert code == 0, err
+    assert "none (supervised baseline" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_killed_student_resumes_to_same_weights(
+    scifact_slice, labels_dir, tiny_models, tmp_path, capsys
+):
+    """Prevents a resumed run from ending with other weights than an uninterrupted one
+    (lost RNG state, replayed or skipped batches)."""
+    from safetensors.numpy import load_file
+
+    extra = ["--epochs", "3", "--checkpoint-steps", "3", "--lr", "1e-3"]
+    argv = [
+        sys.executable,
+        "-m",
+        "distill.cli",
+        *_student_argv(
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "killed", *extra
+        ),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / ".killed-checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckpts / "step-9" / "done").exists():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed").exists(), "the run finished before it could be killed"
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from" in done.stderr
+    code, _, err = run_cli(
+        _student_argv(
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "whole", *extra
+        ),
+        capsys,
+    )
+    assert code == 0, err
+    a, b = (
+        load_file(str(tmp_path / "killed" / "model.safetensors")),
+        load_file(str(tmp_path / "whole" / "model.safetensors")),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
