@@ -148,6 +148,21 @@ def audit_command(**kwargs) -> None:
     audit.run(cfg.load(AuditConfig, path, section="audit", overrides=overrides))
 
 
+@cli.command("pipeline")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="force a re-run from this stage on (teach, mine, label, student, baseline, evaluate)",
+)
+def pipeline_command(config_file: str, start: str | None) -> None:
+    """Run every stage of CONFIG_FILE in its run folder; stages whose output is current are skipped."""
+    from distill import pipeline
+
+    pipeline.run(config_file, start=start)
+
+
 @cli.command("env")
 def env_command() -> None:
     """Versions of the libraries, the device, and where the default model lives."""

@@ -108,6 +108,12 @@ def _coerce(value: Any, tp: Any, key: str, where: dict[str, Any]) -> Any:
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) as text; a float field takes any text that is a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool) and (
         not isinstance(value, tp) or (tp is int and isinstance(value, bool))
     ):

@@ -29,9 +29,9 @@ class Outer:
 def test_precedence_defaults_yaml_cli(tmp_path):
     """Prevents a CLI option losing to the file, or a file value losing to a default."""
     p = tmp_path / "c.yaml"
-    p.write_text("data: x\nepochs: 3\nteach:\n  lr: 1\n  members: [a, b]\n")
+    p.write_text("data: x\nepochs: 3\nteach:\n  lr: 1e-3\n  members: [a, b]\n")
     c = cfg.load(Outer, p, overrides={"epochs": 5, "loss": None})
-    assert c == Outer(data="x", epochs=5, loss="bce", teach=Inner(lr=1.0, members=["a", "b"]))
+    assert c == Outer(data="x", epochs=5, loss="bce", teach=Inner(lr=1e-3, members=["a", "b"]))
     assert isinstance(c.teach.lr, float)
 
 

@@ -1,0 +1,193 @@
+"""``distill pipeline CONFIG``: teach, mine, label, train-student (and an optional supervised
+baseline), evaluate, in one run folder; each stage skipped when its output is current.
+
+The config is one YAML file: ``run`` (the run folder), ``data`` (BEIR folder or beir:NAME),
+and one section per stage holding that stage's own config keys (``teach``, ``mine``,
+``label``, ``student``, ``baseline``, ``evaluate``). The pipeline fills in the links between
+stages (where the teacher, the candidates and the labels are), so a section names only what
+differs from the defaults.
+
+A stage is current when it finished (``manifest.json``) and its ``pipeline.json`` key, a
+hash of its resolved config, the dataset and the manifests of the stages it reads, is the
+same as now. So a changed config re-runs that stage, and every stage after it whose inputs
+changed; ``--from STAGE`` forces a re-run from STAGE on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from distill import artifacts, data
+from distill import config as cfg
+from distill.errors import InputError
+
+STAGES = ("teach", "mine", "label", "student", "baseline", "evaluate")
+STATE = "pipeline.json"
+
+
+@dataclass
+class Stage:
+    name: str
+    folder: str
+    config_cls: type
+    run: Callable
+    reads: tuple[str, ...]  # stages whose outputs this one uses
+
+
+def _stages() -> dict[str, Stage]:
+    from distill import evaluate, label, mine
+    from students import train as student
+    from teachers import train as teach
+
+    return {
+        "teach": Stage("teach", "teacher", teach.TeachConfig, teach.run, ()),
+        "mine": Stage("mine", "mine", mine.MineConfig, mine.run, ()),
+        "label": Stage("label", "labels", label.LabelConfig, label.run, ("teach", "mine")),
+        "student": Stage("student", "student", student.StudentConfig, student.run, ("label",)),
+        "baseline": Stage("baseline", "baseline", student.StudentConfig, student.run, ("label",)),
+        "evaluate": Stage(
+            "evaluate",
+            "report",
+            evaluate.EvaluateConfig,
+            evaluate.run,
+            ("teach", "student", "baseline"),
+        ),
+    }
+
+
+def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
+    """(run folder, data, {stage: config object}) from a pipeline YAML; errors name file and line."""
+    raw, lines = cfg.read_yaml(path)
+    unknown = [k for k in raw if k not in ("run", "data", *STAGES)]
+    if unknown:
+        raise InputError(
+            f"unknown key (known: run, data, {', '.join(STAGES)})",
+            path=path,
+            line=lines.get(unknown[0]),
+            field=unknown[0],
+        )
+    for key in ("run", "data"):
+        if not isinstance(raw.get(key), str):
+            raise InputError(
+                "is required and must be text", path=path, line=lines.get(key), field=key
+            )
+    run_dir, dataset = Path(raw["run"]), raw["data"]
+    if "${" in dataset or dataset.startswith("$"):
+        dataset = os.path.expandvars(dataset)
+    stages = _stages()
+    folder = {name: str(run_dir / s.folder) for name, s in stages.items()}
+    mine_queries = (raw.get("mine") or {}).get("queries", "train")
+    links: dict[str, dict[str, Any]] = {
+        "teach": {},
+        "mine": {"queries": mine_queries},
+        "label": {
+            "candidates": str(Path(folder["mine"]) / "candidates.parquet"),
+            "teacher": folder["teach"],
+            "queries": mine_queries,
+        },
+        "student": {"labels": folder["label"], "queries": mine_queries},
+        "baseline": {"labels": folder["label"], "queries": mine_queries, "loss": "mnrl"},
+        "evaluate": {"student": folder["student"], "teacher": folder["teach"]},
+    }
+    if "baseline" in raw:
+        links["evaluate"]["supervised"] = folder["baseline"]
+    configs: dict[str, Any] = {}
+    for name, stage in stages.items():
+        if name == "baseline" and "baseline" not in raw:
+            continue
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise InputError(
+                "must be a mapping of that stage's keys",
+                path=path,
+                line=lines.get(name),
+                field=name,
+            )
+        for key in ("data", "output"):
+            if key in section:
+                raise InputError(
+                    f"is set by the pipeline (from 'run' and 'data'); remove it from '{name}'",
+                    path=path,
+                    line=lines.get(f"{name}.{key}"),
+                    field=f"{name}.{key}",
+                )
+        section_lines = {
+            k[len(name) + 1 :]: v for k, v in lines.items() if k.startswith(name + ".")
+        }
+        merged = {**links[name], **section, "data": dataset, "output": folder[name]}
+        try:
+            configs[name] = cfg.from_mapping(
+                stage.config_cls, merged, path=path, lines=section_lines
+            )
+        except InputError as exc:
+            if exc.field and not exc.field.startswith(name + "."):
+                exc.field = f"{name}.{exc.field}"
+            raise
+    return run_dir, dataset, configs
+
+
+def _key(
+    name: str, config: Any, dataset: str, configs: dict[str, Any], stages: dict[str, Stage]
+) -> str:
+    digest = hashlib.sha256(json.dumps(artifacts._plain(asdict(config)), sort_keys=True).encode())
+    digest.update(dataset.encode())
+    if not dataset.startswith("beir:"):
+        ds = data.BeirDataset(dataset)
+        digest.update(artifacts.fingerprint(ds.corpus_path).encode())
+        digest.update(artifacts.fingerprint(ds.root / "queries.jsonl").encode())
+        for split in ds.splits():
+            digest.update(artifacts.fingerprint(ds.qrels_path(split)).encode())
+    for upstream in stages[name].reads:
+        if upstream in configs:
+            manifest = Path(configs[upstream].output) / artifacts.MANIFEST
+            digest.update(
+                artifacts.fingerprint(manifest).encode() if manifest.is_file() else b"missing"
+            )
+    return digest.hexdigest()
+
+
+def run(path: str | os.PathLike[str], *, start: str | None = None, echo=click.echo) -> Path:
+    """Run the pipeline; return the run folder."""
+    if start is not None and start not in STAGES:
+        raise InputError(f"unknown stage {start!r} (stages: {', '.join(STAGES)})", field="from")
+    run_dir, dataset, configs = resolve(path)
+    stages = _stages()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    forced = False
+    summary = []
+    for name in STAGES:
+        if name not in configs:
+            continue
+        config = configs[name]
+        forced = forced or name == start
+        out = Path(config.output)
+        key = _key(name, config, dataset, configs, stages)
+        state = out / STATE
+        current = (
+            (out / artifacts.MANIFEST).is_file()
+            and state.is_file()
+            and json.loads(state.read_text()).get("key") == key
+        )
+        if current and not forced:
+            echo(f"[{name}] current, skipped ({out})")
+            summary.append((name, "skipped"))
+            continue
+        echo(f"[{name}] running -> {out}")
+        stages[name].run(config, echo=echo)
+        artifacts.write_json(out / STATE, {"key": key, "stage": name})
+        summary.append((name, "ran"))
+    artifacts.write_json(run_dir / "pipeline-summary.json", dict(summary))
+    report = Path(configs["evaluate"].output)
+    if (report / "report.md").is_file():
+        echo("")
+        echo((report / "report.md").read_text())
+        echo(f"HTML report: {(report / 'report.html').resolve()}")
+    return run_dir

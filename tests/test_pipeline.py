@@ -1,0 +1,115 @@
+"""`distill pipeline`: all stages in one run folder; current stages are skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+
+def _config(path, run, data, tiny, student_lr="1e-3"):
+    path.write_text(
+        f"""run: {run}
+data: {data}
+teach:
+  model: {tiny["bert-cross"]}
+  negatives_from: bm25
+  max_length: 64
+  batch_size: 8
+  eval_steps: 4
+  negatives: 3
+  val_candidates: 10
+  lr: 1.0e-4
+  allow_worse: true
+mine:
+  method: bm25
+  k: 10
+label:
+  shard_size: 200
+student:
+  model: {tiny["bert-bi"]}
+  lr: {student_lr}
+  batch_size: 8
+  negatives: 2
+  false_negative_margin: 0.0
+  max_doc_length: 48
+baseline:
+  model: {tiny["bert-bi"]}
+  batch_size: 8
+  max_doc_length: 48
+evaluate:
+  base: {tiny["bert-bi"]}
+  cost_queries: 2
+"""
+    )
+    return path
+
+
+def test_pipeline_runs_then_skips_then_reruns_what_changed(
+    scifact_slice, tiny_models, tmp_path, capsys
+):
+    """Prevents a pipeline that redoes finished work, and one that keeps stale results after
+    a config change (only the changed stage and what reads it may re-run)."""
+    run = tmp_path / "run"
+    config = _config(tmp_path / "p.yaml", run, scifact_slice, tiny_models)
+    code, out, err = run_cli(["pipeline", config], capsys)
+    assert code == 0, err
+    assert json.loads((run / "pipeline-summary.json").read_text()) == dict.fromkeys(
+        ("teach", "mine", "label", "student", "baseline", "evaluate"), "ran"
+    )
+    assert (
+        "| distilled student |" in out
+        and "| supervised baseline |" in out
+        and "HTML report:" in out
+    )
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert set(report["systems"]) == {"bm25", "base", "student", "supervised", "teacher", "cascade"}
+
+    code, out, err = run_cli(["pipeline", config], capsys)
+    assert code == 0, err
+    assert set(json.loads((run / "pipeline-summary.json").read_text()).values()) == {"skipped"}
+
+    _config(config, run, scifact_slice, tiny_models, student_lr="2e-3")
+    code, out, err = run_cli(["pipeline", config], capsys)
+    assert code == 0, err
+    summary = json.loads((run / "pipeline-summary.json").read_text())
+    assert summary == {
+        "teach": "skipped",
+        "mine": "skipped",
+        "label": "skipped",
+        "student": "ran",
+        "baseline": "skipped",
+        "evaluate": "ran",
+    }
+
+    code, out, err = run_cli(["pipeline", config, "--from", "label"], capsys)
+    assert code == 0, err
+    summary = json.loads((run / "pipeline-summary.json").read_text())
+    assert {k for k, v in summary.items() if v == "ran"} == {
+        "label",
+        "student",
+        "baseline",
+        "evaluate",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("run: r\ndata: d\nteach:\n  lrr: 1\n", "c.yaml:4: field 'teach.lrr': unknown key"),
+        (
+            "run: r\ndata: d\nmine:\n  output: x\n",
+            "c.yaml:4: field 'mine.output': is set by the pipeline",
+        ),
+        ("run: r\ndata: d\nstudnet: {}\n", "c.yaml:3: field 'studnet': unknown key"),
+        ("data: d\n", "field 'run': is required"),
+    ],
+)
+def test_bad_pipeline_config(tmp_path, capsys, text, words):
+    """Prevents a typo in a pipeline config being ignored or reported without its line."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    code, _, err = run_cli(["pipeline", path], capsys)
+    assert code == 2
+    assert words in err and len(err.strip().splitlines()) == 1
