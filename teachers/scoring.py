@@ -5,7 +5,8 @@
 ensemble the weighted sum of its members' *calibrated* logits. ``probability`` maps raw scores
 to calibrated probabilities with the teacher's stored calibration. A teacher folder is either
 a CrossEncoder folder (with an optional ``calibration.json``) or an ensemble folder
-(``ensemble.json`` + ``members/<name>/``), and :func:`load_teacher` loads both.
+(``ensemble.json`` + ``members/<name>/``), and :func:`load_teacher` loads both. Ensemble
+members may also be first-stage scorers (BM25, a bi-encoder; see :mod:`teachers.members`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ class CrossEncoderTeacher:
 @dataclass
 class Member:
     name: str
-    teacher: CrossEncoderTeacher
+    teacher: Any  # CrossEncoderTeacher, or a first-stage scorer from teachers.members
     weight: float
 
 
@@ -134,6 +136,12 @@ def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code:
             for m in spec["members"]
         ]
         return EnsembleTeacher(members, Calibration.load(path), str(path))
+    from teachers.members import BI_FILE, BM25_FILE, BiEncoderScorer, BM25Scorer
+
+    if (path / BM25_FILE).is_file():
+        return BM25Scorer.load(path)
+    if (path / BI_FILE).is_file():
+        return BiEncoderScorer.load(path)
     kwargs = {"max_length": max_length} if max_length else {}
     model = load_cross_encoder(name, trust_remote_code=trust_remote_code, **kwargs)
     return CrossEncoderTeacher(model, Calibration.load(path) if path.exists() else None, str(path))

@@ -87,16 +87,42 @@ class TeachConfig:
     val_candidates: int = field(
         default=30, metadata={"help": "first-stage candidates reranked per validation query"}
     )
-    lr: float = field(default=3e-5, metadata={"help": "learning rate"})
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "learning rate [default: 3e-5 from a cross-encoder, 1e-4 from a bi-encoder]"
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "training batch size"})
     epochs: float = field(default=1.0, metadata={"help": "epochs"})
-    max_length: int = field(default=256, metadata={"help": "max tokens of query + document"})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "max tokens of query + document [default: 256 from a cross-encoder, 128 from a bi-encoder]"
+        },
+    )
     eval_steps: int = field(default=50, metadata={"help": "validate every N steps"})
     patience: int = field(
         default=3, metadata={"help": "early stopping: evaluations without improvement"}
     )
-    loss: Literal["auto", "bce", "graded-bce"] = field(
-        default="auto", metadata={"help": "auto: bce for binary labels, graded-bce for grades"}
+    loss: Literal["auto", "bce", "graded-bce", "listnet"] = field(
+        default="auto",
+        metadata={
+            "help": "auto: listnet from a bi-encoder; else bce (binary) or graded-bce (grades)"
+        },
+    )
+    head: Literal["auto", "classifier", "mean-pool"] = field(
+        default="auto",
+        metadata={
+            "help": "score head; auto: mean-pool from a bi-encoder, the model's classifier otherwise"
+        },
+    )
+    list_batch: int = field(default=4, metadata={"help": "listnet: queries per batch"})
+    fuse: bool | None = field(
+        default=None,
+        metadata={
+            "help": "fuse with BM25 and the miner bi-encoder by weights fitted on validation [default: on from a bi-encoder]"
+        },
     )
     allow_worse: bool = field(
         default=False, metadata={"help": "keep a tuned teacher that does not beat its start"}
@@ -114,7 +140,7 @@ class TeachConfig:
             )
         if self.skip_top >= self.mine_depth:
             raise InputError(f"must be below mine_depth ({self.mine_depth})", field="skip_top")
-        for name in ("negatives", "batch_size", "eval_steps", "max_length", "val_candidates"):
+        for name in ("negatives", "batch_size", "eval_steps", "val_candidates", "list_batch"):
             if getattr(self, name) < 1:
                 raise InputError("must be at least 1", field=name)
         if not 0 < self.val_fraction < 1:
@@ -135,6 +161,7 @@ class TeachData:
     val_candidates: dict[str, list[str]]
     graded: bool
     figures: dict[str, Any]
+    corpus_texts: list[str]  # every document, for first-stage members (BM25 statistics)
 
 
 def _first_stage(config: TeachConfig, corpus, queries) -> dict[str, dict[str, float]]:
@@ -204,22 +231,129 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         f"validating on {figures['val_queries']} queries ({figures['val_pairs']} candidates)"
     )
     return TeachData(
-        queries, {d: corpus[d].full_text for d in used}, qrels, rows, val, graded, figures
+        queries,
+        {d: corpus[d].full_text for d in used},
+        qrels,
+        rows,
+        val,
+        graded,
+        figures,
+        [doc.full_text for doc in corpus.values()],
     )
 
 
-def _loss(model, data_: TeachData):
-    import torch
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+@dataclass
+class Recipe:
+    """How a member is trained, resolved from the config and the kind of its start."""
 
-    if data_.graded:
-        return BinaryCrossEntropyLoss(model), "BCE on grade/4"
-    pos = sum(1 for _, _, y in data_.train_rows if y > 0)
-    neg = len(data_.train_rows) - pos
-    weight = neg / max(pos, 1)
-    return BinaryCrossEntropyLoss(
-        model, pos_weight=torch.tensor(weight)
-    ), f"BCE, pos_weight {weight:.2f}"
+    head: str
+    loss: str
+    lr: float
+    max_length: int
+
+
+def recipe(
+    config: TeachConfig, start_kind: str, graded: bool, *, lr=None, max_length=None
+) -> Recipe:
+    """The guide's recipe for a trained cross-encoder; for a bi-encoder start (no trained
+    classification head) a mean-pooled score head, a listwise loss, a higher learning rate and
+    shorter inputs: the combination that learns (see the README's teacher section)."""
+    from_bi = start_kind != "cross"
+    head = config.head if config.head != "auto" else ("mean-pool" if from_bi else "classifier")
+    loss = (
+        config.loss
+        if config.loss != "auto"
+        else ("listnet" if from_bi else ("graded-bce" if graded else "bce"))
+    )
+    lr = (
+        lr
+        if lr is not None
+        else config.lr
+        if config.lr is not None
+        else (1e-4 if from_bi else 3e-5)
+    )
+    max_length = max_length or config.max_length or (128 if from_bi else 256)
+    return Recipe(head, loss, lr, max_length)
+
+
+def build_mean_pool(start: str, max_length: int, seed: int):
+    """A CrossEncoder scoring the mean of the start's token embeddings with a linear head.
+
+    The bi-encoder's own training shaped its mean-pooled embeddings; its [CLS] token and the
+    classifier a plain ``CrossEncoder(start)`` adds were never trained.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from distill.models import resolve_model
+
+    torch.manual_seed(seed)
+    transformer = Transformer(
+        resolve_model(start), transformer_task="feature-extraction", max_seq_length=max_length
+    )
+    dim = transformer.get_embedding_dimension()
+    head = Dense(
+        dim,
+        1,
+        activation_function=torch.nn.Identity(),
+        module_input_name="sentence_embedding",
+        module_output_name="scores",
+    )
+    return CrossEncoder(modules=[transformer, Pooling(dim, pooling_mode="mean"), head])
+
+
+def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
+    """(dataset, loss, loss description, per-device batch size) for the recipe."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
+
+    if r.loss == "listnet":
+        by_query: dict[str, list[tuple[str, float]]] = {}
+        for q, doc, y in d.train_rows:
+            by_query.setdefault(q, []).append((doc, y))
+        queries, docs, labels = [], [], []
+        for q in sorted(by_query):
+            negatives = [doc for doc, y in by_query[q] if y == 0]
+            for doc, y in by_query[q]:
+                if y > 0:
+                    queries.append(d.queries[q])
+                    docs.append([d.documents[doc]] + [d.documents[n] for n in negatives])
+                    labels.append([float(y)] + [0.0] * len(negatives))
+        order = list(range(len(queries)))
+        random.Random(config.seed).shuffle(order)
+        dataset = Dataset.from_dict(
+            {
+                "query": [queries[i] for i in order],
+                "docs": [docs[i] for i in order],
+                "labels": [labels[i] for i in order],
+            }
+        )
+        return (
+            dataset,
+            ListNetLoss(model),
+            "ListNet (listwise softmax over the positive and its negatives)",
+            config.list_batch,
+        )
+    dataset = Dataset.from_dict(
+        {
+            "query": [d.queries[q] for q, _, _ in d.train_rows],
+            "document": [d.documents[doc] for _, doc, _ in d.train_rows],
+            "label": [float(y) for _, _, y in d.train_rows],
+        }
+    )
+    if r.loss == "graded-bce":
+        return dataset, BinaryCrossEntropyLoss(model), "BCE on grade/4", config.batch_size
+    pos = sum(1 for _, _, y in d.train_rows if y > 0)
+    weight = (len(d.train_rows) - pos) / max(pos, 1)
+    return (
+        dataset,
+        BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(weight)),
+        f"BCE, pos_weight {weight:.2f}",
+        config.batch_size,
+    )
 
 
 def train_member(
@@ -236,7 +370,6 @@ def train_member(
     echo=click.echo,
 ) -> dict[str, Any]:
     """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
-    from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
@@ -246,47 +379,44 @@ def train_member(
     from distill.models import load_cross_encoder, model_kind
     from teachers.evaluator import RerankEvaluator
 
-    lr = lr or config.lr
-    epochs = epochs or config.epochs
-    max_length = max_length or config.max_length
-    if not GUIDE_LR[0] <= lr <= GUIDE_LR[1]:
-        echo(
-            f"warning: learning rate {lr:g} is outside {GUIDE_LR[0]:g}..{GUIDE_LR[1]:g}; too high forgets pretraining, too low learns nothing",
-            err=True,
-        )
     kind = model_kind(start)
+    r = recipe(config, kind, d.graded, lr=lr, max_length=max_length)
+    epochs = epochs or config.epochs
     if kind != "cross":
         echo(
-            f"note: {start} is not a trained cross-encoder (no trained classification head): its score head starts from random weights",
+            f"note: {start} is not a trained cross-encoder (no trained classification head); "
+            f"recipe for such a start: {r.head} head, {r.loss} loss, lr {r.lr:g}, max_length {r.max_length}",
             err=True,
         )
-    model = load_cross_encoder(
-        start, num_labels=1, max_length=max_length, trust_remote_code=config.trust_remote_code
-    )
+    if not GUIDE_LR[0] <= r.lr <= GUIDE_LR[1]:
+        echo(
+            f"warning: learning rate {r.lr:g} is outside {GUIDE_LR[0]:g}..{GUIDE_LR[1]:g}; too high forgets pretraining, too low learns nothing",
+            err=True,
+        )
+    if r.head == "mean-pool":
+        model = build_mean_pool(start, r.max_length, config.seed)
+    else:
+        model = load_cross_encoder(
+            start, num_labels=1, max_length=r.max_length, trust_remote_code=config.trust_remote_code
+        )
     evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32)
     before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
     figures: dict[str, Any] = {
         "start": start,
         "start_kind": kind,
         "before": before,
-        "max_length": max_length,
+        "max_length": r.max_length,
+        "head": r.head,
     }
     started = time.time()
     if train:
-        loss, loss_name = _loss(model, d)
-        dataset = Dataset.from_dict(
-            {
-                "query": [d.queries[q] for q, _, _ in d.train_rows],
-                "document": [d.documents[doc] for _, doc, _ in d.train_rows],
-                "label": [float(y) for _, _, y in d.train_rows],
-            }
-        )
+        dataset, loss, loss_name, batch_size = _training_set(d, r, config, model)
         ckpt = out.parent / f".{out.name}-checkpoints"
         args = CrossEncoderTrainingArguments(
             output_dir=str(ckpt),
             num_train_epochs=epochs,
-            per_device_train_batch_size=config.batch_size,
-            learning_rate=lr,
+            per_device_train_batch_size=batch_size,
+            learning_rate=r.lr,
             warmup_steps=0.1,  # a float is a share of the steps in transformers v5
             dataloader_pin_memory=False,
             eval_strategy="steps",
@@ -313,7 +443,7 @@ def train_member(
         trainer.train()
         figures.update(
             loss=loss_name,
-            lr=lr,
+            lr=r.lr,
             epochs=epochs,
             steps=trainer.state.global_step,
             best_checkpoint=trainer.state.best_model_checkpoint,
@@ -392,15 +522,50 @@ def _fit_weights(scores: dict[str, np.ndarray], evaluator, step: float = 0.1) ->
     return dict(zip(names, best_w, strict=True))
 
 
+def _first_stage_member(
+    kind: str, d: TeachData, config: TeachConfig, target: Path, evaluator, echo
+) -> dict[str, Any]:
+    """BM25 or the miner bi-encoder as a calibrated ensemble member, validated like the others."""
+    from teachers.members import BiEncoderScorer, BM25Scorer
+
+    scorer = BM25Scorer.fit(d.corpus_texts) if kind == "bm25" else BiEncoderScorer(config.miner)
+    scores = np.asarray(scorer.score(evaluator.pairs, 64), dtype=np.float64)
+    result = evaluator.evaluate_scores(scores)
+    scorer.calibration = fit_platt(scores, evaluator.labels())
+    target.mkdir(parents=True, exist_ok=True)
+    scorer.save(target)
+    echo(
+        f"{kind}: validation NDCG@10 {result['ndcg@10']:.4f}, MRR@10 {result['mrr@10']:.4f} (first-stage member)"
+    )
+    cal = scorer.calibration
+    return {
+        "start": config.miner if kind == "bi-encoder" else "bm25",
+        "after": result,
+        "val_scores": scores,
+        "calibration": {
+            "temperature": round(cal.temperature, 4),
+            "bias": round(cal.bias, 4),
+            "ece_after": round(cal.ece_after, 4),
+        },
+    }
+
+
 def run(config: TeachConfig, echo=click.echo) -> Path:
     started = time.time()
     d = prepare(config, echo)
     out = Path(config.output)
+    from distill.models import model_kind
+
     members = config.members or [MemberConfig(name="teacher", model=config.model)]
+    fuse = (
+        config.fuse
+        if config.fuse is not None
+        else (not config.members and model_kind(config.model) != "cross")
+    )
     results: dict[str, dict[str, Any]] = {}
     with artifacts.atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        single = not config.members
+        single = not config.members and not fuse
         for m in members:
             target = tmp if single else tmp / "members" / m.name
             results[m.name] = train_member(
@@ -421,6 +586,11 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
             from teachers.evaluator import RerankEvaluator
 
             evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels)
+            if fuse:
+                for kind in ("bm25", "bi-encoder"):
+                    results[kind] = _first_stage_member(
+                        kind, d, config, tmp / "members" / kind, evaluator, echo
+                    )
             logits = {
                 n: Calibration.load(tmp / "members" / n).logit(r["val_scores"])
                 for n, r in results.items()

@@ -1,0 +1,182 @@
+"""First-stage scorers as ensemble members: BM25 and a bi-encoder, scoring (query, document)
+text pairs like a cross-encoder does, so an ensemble can fuse them with cross-encoders.
+
+* :class:`BM25Scorer` stores the corpus statistics (document frequencies, average length) in
+  ``bm25.json`` and scores any pair with bm25s' tokenizer and its Lucene formula, so its score
+  equals what bm25s retrieval gives that document (tested).
+* :class:`BiEncoderScorer` is the similarity of a bi-encoder's query and document vectors;
+  each distinct text is encoded once per process.
+
+Both expose ``score(pairs) -> np.ndarray`` (raw), as a cross-encoder teacher does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from teachers.calibration import Calibration
+
+BM25_FILE = "bm25.json"
+BI_FILE = "bi_encoder.json"
+
+
+def _tokenize(texts: Sequence[str]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(
+        list(texts),
+        stopwords="en",
+        stemmer=Stemmer.Stemmer("english"),
+        show_progress=False,
+        return_ids=False,
+    )
+
+
+class BM25Scorer:
+    """Lucene BM25 (k1=1.5, b=0.75, bm25s' variant) of a document for a query."""
+
+    score_kind = "bm25"
+
+    def __init__(
+        self,
+        df: Mapping[str, int],
+        n_docs: int,
+        avg_len: float,
+        k1: float = 1.5,
+        b: float = 0.75,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.df, self.n_docs, self.avg_len, self.k1, self.b = dict(df), n_docs, avg_len, k1, b
+        self.calibration = calibration or Calibration()
+
+    @classmethod
+    def fit(cls, documents: Sequence[str]) -> BM25Scorer:
+        tokens = _tokenize(documents)
+        df: Counter[str] = Counter()
+        for toks in tokens:
+            df.update(set(toks))
+        return cls(df, len(tokens), float(np.mean([len(t) for t in tokens])) if tokens else 1.0)
+
+    def idf(self, term: str) -> float:
+        df = self.df.get(term, 0)
+        return math.log(1 + (self.n_docs - df + 0.5) / (df + 0.5))
+
+    def score(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = 0, show_progress_bar=None
+    ) -> np.ndarray:
+        out = np.zeros(len(pairs), dtype=np.float32)
+        q_tokens = _tokenize([q for q, _ in pairs])
+        d_tokens = _tokenize([d for _, d in pairs])
+        for i, (qt, dt) in enumerate(zip(q_tokens, d_tokens, strict=True)):
+            tf = Counter(dt)
+            norm = self.k1 * ((1 - self.b) + self.b * len(dt) / self.avg_len)
+            out[i] = sum(
+                self.idf(t) * tf[t] / (norm + tf[t]) for t in qt if t in tf and t in self.df
+            )
+        return out
+
+    def member_scores(self, pairs, batch_size: int = 0) -> dict:
+        return {}
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibration.probability(scores)
+
+    def save(self, folder: str | Path) -> None:
+        from distill.artifacts import write_json
+
+        write_json(
+            Path(folder) / BM25_FILE,
+            {
+                "df": self.df,
+                "n_docs": self.n_docs,
+                "avg_len": self.avg_len,
+                "k1": self.k1,
+                "b": self.b,
+            },
+        )
+        self.calibration.save(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BM25Scorer:
+        raw = json.loads((Path(folder) / BM25_FILE).read_text())
+        return cls(
+            raw["df"], raw["n_docs"], raw["avg_len"], raw["k1"], raw["b"], Calibration.load(folder)
+        )
+
+
+class BiEncoderScorer:
+    """Dot product of a bi-encoder's query and document embeddings (cosine when normalised)."""
+
+    score_kind = "bi-encoder similarity"
+
+    def __init__(self, model_name: str, calibration: Calibration | None = None) -> None:
+        self.model_name = model_name
+        self.calibration = calibration or Calibration()
+        self._model = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def model(self):
+        if self._model is None:
+            from distill.models import load_bi_encoder
+
+            self._model = load_bi_encoder(self.model_name)
+        return self._model
+
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if todo:
+            first = {k: t for k, t in zip(keys, texts, strict=True)}
+            emb = self.model.encode(
+                [first[k] for k in todo],
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=len(todo) > 2000,
+            )
+            self._cache.update(zip(todo, emb, strict=True))
+        return np.stack([self._cache[k] for k in keys])
+
+    def score(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, show_progress_bar=None
+    ) -> np.ndarray:
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        q = self._embed([p[0] for p in pairs], batch_size)
+        d = self._embed([p[1] for p in pairs], batch_size)
+        return (q * d).sum(axis=1).astype(np.float32)
+
+    def member_scores(self, pairs, batch_size: int = 0) -> dict:
+        return {}
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibration.probability(scores)
+
+    def save(self, folder: str | Path) -> None:
+        from distill.artifacts import write_json
+        from distill.models import resolve_model
+
+        write_json(
+            Path(folder) / BI_FILE,
+            {
+                "model": str(Path(resolve_model(self.model_name)).resolve())
+                if Path(resolve_model(self.model_name)).exists()
+                else self.model_name,
+                "name": self.model_name,
+            },
+        )
+        self.calibration.save(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BiEncoderScorer:
+        raw = json.loads((Path(folder) / BI_FILE).read_text())
+        name = raw["name"] if raw["name"] in ("bundled",) else raw["model"]
+        return cls(name, Calibration.load(folder))
