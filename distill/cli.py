@@ -17,6 +17,7 @@ from distill.evaluate import EvaluateConfig
 from distill.label import LabelConfig
 from distill.mine import MineConfig
 from distill.models import model_kind
+from distill.queries import QueriesConfig
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
 from students.train import StudentConfig
@@ -67,6 +68,16 @@ def mine_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     mine.run(cfg.load(MineConfig, path, section="mine", overrides=overrides))
+
+
+@cli.command("queries")
+@cfg.options(QueriesConfig, arguments=("data",))
+def queries_command(**kwargs) -> None:
+    """Pseudo-queries from the documents (generator, sentence or title), for unlabeled corpora."""
+    from distill import queries
+
+    path, overrides = _overrides(kwargs)
+    queries.run(cfg.load(QueriesConfig, path, section="queries", overrides=overrides))
 
 
 @cli.command("label")

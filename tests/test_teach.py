@@ -242,3 +242,58 @@ def test_audit_command_writes_csv(tmp_path, tiny_models, capsys):
     assert lines[0] == "qid,did,query,document,label,teacher_probability,disagreement"
     assert len(lines) == 7  # every pair disagrees by >= 0.01 with a random tiny teacher
     assert "no calibration.json" in err
+
+
+def test_bm25_member_equals_bm25s_retrieval(scifact_slice):
+    """Prevents a BM25 ensemble member that scores differently from the BM25 first stage."""
+    from distill import retrieval
+    from distill.data import BeirDataset
+    from teachers.members import BM25Scorer
+
+    ds = BeirDataset(scifact_slice)
+    scorer = BM25Scorer.fit([doc.full_text for doc in ds.corpus.values()])
+    queries = {q: ds.queries[q] for q in list(ds.qrels("test"))[:5]}
+    run = retrieval.bm25_search(ds.corpus, queries, 10)
+    for qid, docs in run.items():
+        pairs = [(queries[qid], ds.corpus[d].full_text) for d in docs]
+        np.testing.assert_allclose(scorer.score(pairs), list(docs.values()), rtol=1e-4)
+    assert scorer.score([("zzzqqq", "no overlap at all")])[0] == 0.0
+
+
+def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
+    scifact_slice, tiny_models, tmp_path, capsys
+):
+    """Prevents a bi-encoder start from getting the untrained [CLS] classifier (it does not
+    learn), and a teacher worse on validation than its own first-stage members."""
+    out = tmp_path / "t"
+    argv = [
+        "teach",
+        scifact_slice,
+        "--model",
+        tiny_models["bert-bi"],
+        "--miner",
+        tiny_models["bert-bi"],
+        "--output",
+        out,
+        "--epochs",
+        "1",
+        "--allow-worse",
+        *FAST,
+    ]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "not a trained cross-encoder" in err and "mean-pool head, listnet loss" in err
+    manifest = json.loads((out / "manifest.json").read_text())["figures"]
+    assert set(manifest["members"]) == {"teacher", "bm25", "bi-encoder"}
+    assert manifest["members"]["teacher"]["head"] == "mean-pool"
+    assert manifest["members"]["teacher"]["loss"].startswith("ListNet")
+    best_member = max(m["after"]["ndcg@10"] for m in manifest["members"].values())
+    assert manifest["ensemble"]["validation"]["ndcg@10"] >= best_member - 1e-9
+    teacher = load_teacher(str(out))
+    assert [m.name for m in teacher.members] == ["teacher", "bm25", "bi-encoder"]
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(str(out / "members" / "teacher"))
+    assert [type(m).__name__ for m in ce] == ["Transformer", "Pooling", "Dense"]
+    pairs = [("vitamin d", "Vitamin D and bones."), ("cancer", "Tumour growth.")]
+    assert np.isfinite(teacher.score(pairs)).all()

@@ -1,0 +1,99 @@
+"""`distill queries`: pseudo-queries from documents, offline and with a seq2seq generator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+from distill.data import BeirDataset, load_qrels, load_queries
+
+
+@pytest.mark.parametrize("method", ["sentence", "title"])
+def test_offline_methods(scifact_slice, tmp_path, capsys, method):
+    """Prevents pseudo-queries that are not from their source document, or a file that
+    `distill mine --queries` cannot read."""
+    out = tmp_path / "q"
+    code, _, err = run_cli(
+        ["queries", scifact_slice, "--method", method, "--max-docs", "30", "--output", out], capsys
+    )
+    assert code == 0, err
+    queries = load_queries(out / "queries.jsonl")
+    qrels = load_qrels(out / "qrels.tsv")
+    corpus = BeirDataset(scifact_slice).corpus
+    assert 20 <= len(queries) <= 30
+    for qid, text in queries.items():
+        (source,) = qrels[qid]
+        doc = corpus[source]
+        assert text == doc.title if method == "title" else text in doc.text
+    rows = [json.loads(line) for line in (out / "queries.jsonl").read_text().splitlines()]
+    assert {r["metadata"]["method"] for r in rows} == {method}
+    code, _, err = run_cli(
+        [
+            "mine",
+            scifact_slice,
+            "--queries",
+            out / "queries.jsonl",
+            "--method",
+            "bm25",
+            "--k",
+            "5",
+            "--output",
+            tmp_path / "m",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+
+
+def test_generator_method(scifact_slice, tmp_path, bundled_tokenizer, capsys):
+    """Prevents the doc2query path from breaking (a tiny random T5 stands in for a real one)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = bundled_tokenizer
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_ff=64,
+        num_layers=1,
+        num_heads=2,
+        d_kv=16,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
+    gen = tmp_path / "gen"
+    T5ForConditionalGeneration(cfg).save_pretrained(gen)
+    tok.save_pretrained(gen)
+    out = tmp_path / "q"
+    code, _, err = run_cli(
+        [
+            "queries",
+            scifact_slice,
+            "--method",
+            "generator",
+            "--generator",
+            gen,
+            "--max-docs",
+            "6",
+            "--per-doc",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--output",
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    qrels = load_qrels(out / "qrels.tsv")
+    assert 6 <= len(qrels) <= 12 and len({next(iter(d)) for d in qrels.values()}) == 6
+
+
+def test_generator_needs_a_model(scifact_slice, tmp_path, capsys):
+    """Prevents method=generator silently falling back to something else."""
+    code, _, err = run_cli(
+        ["queries", scifact_slice, "--method", "generator", "--output", tmp_path / "q"], capsys
+    )
+    assert code == 2 and "--generator" in err
