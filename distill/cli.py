@@ -130,8 +130,8 @@ def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> N
     if verify_model:
         role = (
             "teacher"
-            if model_kind(verify_model) == "cross"
-            or (Path(verify_model) / "ensemble.json").is_file()
+            if (Path(verify_model) / "ensemble.json").is_file()
+            or model_kind(verify_model) == "cross"
             else "student"
         )
         overrides[role] = verify_model

@@ -70,9 +70,11 @@ class LabelConfig:
     max_length: int | None = field(
         default=None, metadata={"help": "teacher max_length [default: the teacher's]"}
     )
-    precision: Literal["exact", "int8", "bf16"] = field(
+    precision: Literal["exact", "int8", "onnx", "onnx-int8", "bf16"] = field(
         default="exact",
-        metadata={"help": "exact fp32; int8 dynamic quantization (CPU); bf16 (GPU)"},
+        metadata={
+            "help": "exact (fp32 torch); int8 (torch dynamic int8, CPU); onnx or onnx-int8 (onnxruntime, CPU); bf16 (GPU)"
+        },
     )
     fidelity_sample: int = field(
         default=300, metadata={"help": "pairs scored both ways to report a faster mode's Spearman"}
@@ -147,13 +149,23 @@ def quantize_int8(model) -> None:
 
 
 def _apply_precision(teacher, precision: str) -> list:
-    """Put every member of ``teacher`` in the requested precision; return the members."""
+    """Put every cross-encoder of ``teacher`` in the requested precision; return the members."""
     import torch
+
+    from teachers.scoring import CrossEncoderTeacher
 
     members = [m.teacher for m in teacher.members] if hasattr(teacher, "members") else [teacher]
     for member in members:
+        if not isinstance(member, CrossEncoderTeacher):
+            continue  # a first-stage member (BM25, bi-encoder) has no cross-encoder to speed up
         if precision == "int8":
             quantize_int8(member.model)
+        elif precision in ("onnx", "onnx-int8"):
+            from teachers.onnx import OnnxCrossEncoder
+
+            member.model = OnnxCrossEncoder(
+                member.model, data.cache_dir() / "onnx", quantize=precision == "onnx-int8"
+            )
         elif precision == "bf16":
             if not torch.cuda.is_available():
                 raise InputError(

@@ -274,3 +274,29 @@ def test_int8_mode_reports_fidelity(scifact_slice, mined, tiny_models, tmp_path,
     assert "int8 fidelity: Spearman" in out
     rho = json.loads((tmp_path / "q" / "manifest.json").read_text())["figures"]["fidelity_spearman"]
     assert -1 <= rho <= 1
+
+
+@pytest.mark.parametrize("precision", ["onnx", "onnx-int8"])
+def test_onnx_modes(scifact_slice, mined, tiny_models, tmp_path, capsys, precision):
+    """Prevents the ONNX fast path from scoring other pairs than the exact path (fp32 must
+    match closely; int8 must run and report its fidelity)."""
+    code, _, err = _label(
+        capsys,
+        scifact_slice,
+        mined,
+        tiny_models["bert-cross"],
+        tmp_path / "o",
+        "--precision",
+        precision,
+        "--fidelity-sample",
+        "200",
+    )
+    assert code == 0, err
+    rows = read_labels(tmp_path / "o").to_pylist()
+    direct = _direct(tiny_models["bert-cross"], scifact_slice, rows)
+    if precision == "onnx":
+        np.testing.assert_allclose([r["score"] for r in rows], direct, rtol=1e-3, atol=1e-4)
+    rho = json.loads((tmp_path / "o" / "manifest.json").read_text())["figures"]["fidelity_spearman"]
+    # int8 fidelity is measured on the real MiniLM by benchmarks/label_speed.py; a tiny random
+    # model's scores differ too little for quantization noise to keep their order.
+    assert rho > 0.999 if precision == "onnx" else -1 <= rho <= 1
