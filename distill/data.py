@@ -457,3 +457,37 @@ def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike[str]) 
         for qid, docs in qrels.items():
             for did, grade in docs.items():
                 out.write(f"{qid}\t{did}\t{grade}\n")
+
+
+@dataclass
+class Labeled:
+    """Queries, documents and graded judgments from a BEIR split or a labeled pairs file."""
+
+    queries: dict[str, str]
+    corpus: dict[str, Document]
+    qrels: dict[str, dict[str, int]]
+    source: Path  # the corpus file, or the pairs file
+
+
+def load_labeled(spec: str | os.PathLike[str], split: str = "train") -> Labeled:
+    """One view of labeled data for the stages that learn from it (teach, audit).
+
+    For pairs, the corpus is the set of their documents and a grade is the label rounded
+    to a whole number.
+    """
+    if is_beir(spec):
+        dataset = open_dataset(spec)
+        qrels = dataset.qrels(split)
+        return Labeled(
+            {q: dataset.queries[q] for q in qrels}, dataset.corpus, qrels, dataset.corpus_path
+        )
+    pairs = load_pairs(spec)
+    qrels: dict[str, dict[str, int]] = {}
+    for p in pairs:
+        qrels.setdefault(p.qid, {})[p.did] = round(p.label)
+    return Labeled(
+        {p.qid: p.query for p in pairs},
+        {p.did: Document("", p.text) for p in pairs},
+        qrels,
+        Path(spec),
+    )

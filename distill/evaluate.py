@@ -234,9 +234,6 @@ def measure_cost(
 ) -> dict[str, dict]:
     """Speed of each system on this machine: latency per query (p50/p95, single and batched),
     corpus encoding docs/s, teacher pairs/s, index size."""
-    import bm25s
-    import Stemmer
-
     sample = dict(list(queries.items())[: config.cost_queries])
     cost: dict[str, dict] = {}
     for name, system in bi.items():
@@ -272,28 +269,10 @@ def measure_cost(
             "index_mb": round(system.embeddings_bytes / 2**20, 2),
         }
     if "bm25" in config.chosen() or first_stage in ("bm25", "hybrid"):
-        stemmer = Stemmer.Stemmer("english")
-        doc_ids = list(corpus)
-        index = bm25s.BM25()
-        index.index(
-            bm25s.tokenize(
-                [corpus[d].full_text for d in doc_ids],
-                stopwords="en",
-                stemmer=stemmer,
-                show_progress=False,
-            ),
-            show_progress=False,
-        )
+        index = retrieval.BM25Index(corpus)
         single = Timer()
         for text in sample.values():
-            single(
-                lambda t: index.retrieve(
-                    bm25s.tokenize([t], stopwords="en", stemmer=stemmer, show_progress=False),
-                    k=config.k,
-                    show_progress=False,
-                ),
-                text,
-            )
+            single(index.search, {"q": text}, config.k)
         cost["bm25"] = {"latency_ms_p50": single.p(50), "latency_ms_p95": single.p(95)}
     if teacher is not None:
         few = list(sample.items())[:5]

@@ -19,36 +19,54 @@ from distill.data import Document
 Ranking = dict[str, dict[str, float]]
 
 
-def bm25_search(
-    corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 100
-) -> Ranking:
-    """Top-k BM25 (Lucene variant, k1=1.5, b=0.75) with English stemming and stopwords."""
+def bm25_tokenize(texts: Sequence[str], *, return_ids: bool = True):
+    """bm25s tokens with English stopwords and Snowball stemming (one definition for every
+    BM25 in the project: retrieval, cost timing and the BM25 ensemble member)."""
     import bm25s
     import Stemmer
 
-    stemmer = Stemmer.Stemmer("english")
-    doc_ids = list(corpus)
-    index = bm25s.BM25()
-    index.index(
-        bm25s.tokenize(
-            [corpus[d].full_text for d in doc_ids],
-            stopwords="en",
-            stemmer=stemmer,
-            show_progress=False,
-        ),
+    return bm25s.tokenize(
+        list(texts),
+        stopwords="en",
+        stemmer=Stemmer.Stemmer("english"),
         show_progress=False,
+        return_ids=return_ids,
     )
-    qids = list(queries)
-    tokens = bm25s.tokenize(
-        [queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False
-    )
-    hits, scores = index.retrieve(tokens, k=min(k, len(doc_ids)), show_progress=False, n_threads=0)
-    out: Ranking = {}
-    for row, qid in enumerate(qids):
-        out[qid] = {
-            doc_ids[j]: float(s) for j, s in zip(hits[row], scores[row], strict=True) if s > 0
+
+
+class BM25Index:
+    """A bm25s index (Lucene variant, k1=1.5, b=0.75) over a corpus."""
+
+    def __init__(self, corpus: Mapping[str, Document]) -> None:
+        import bm25s
+
+        self.doc_ids = list(corpus)
+        self.index = bm25s.BM25()
+        self.index.index(
+            bm25_tokenize([corpus[d].full_text for d in self.doc_ids]), show_progress=False
+        )
+
+    def search(self, queries: Mapping[str, str], k: int = 100) -> Ranking:
+        qids = list(queries)
+        tokens = bm25_tokenize([queries[q] for q in qids])
+        hits, scores = self.index.retrieve(
+            tokens, k=min(k, len(self.doc_ids)), show_progress=False, n_threads=0
+        )
+        return {
+            qid: {
+                self.doc_ids[j]: float(s)
+                for j, s in zip(hits[row], scores[row], strict=True)
+                if s > 0
+            }
+            for row, qid in enumerate(qids)
         }
-    return out
+
+
+def bm25_search(
+    corpus: Mapping[str, Document], queries: Mapping[str, str], k: int = 100
+) -> Ranking:
+    """Top-k BM25 of each query over ``corpus``."""
+    return BM25Index(corpus).search(queries, k)
 
 
 def _corpus_key(

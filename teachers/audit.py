@@ -73,20 +73,19 @@ def audit_rows(
 
 
 def run(config: AuditConfig, echo=click.echo) -> Path:
+    from distill import retrieval
     from teachers.scoring import load_teacher
 
-    if data.is_beir(config.data):
-        from distill import retrieval
-
-        dataset = data.open_dataset(config.data)
-        qrels = dataset.qrels(config.split)
-        queries = {q: dataset.queries[q] for q in qrels}
-        corpus = dataset.corpus
-        rows = [
-            (q, d, queries[q], corpus[d].full_text, float(g))
-            for q, docs in qrels.items()
-            for d, g in docs.items()
-        ]
+    labeled = data.load_labeled(config.data, config.split)
+    queries, corpus, qrels = labeled.queries, labeled.corpus, labeled.qrels
+    rows = [
+        (q, d, queries[q], corpus[d].full_text, float(g))
+        for q, docs in qrels.items()
+        for d, g in docs.items()
+    ]
+    if data.is_beir(
+        config.data
+    ):  # only positives are labeled: look for missed ones among the top unlabeled
         top = retrieval.bm25_search(corpus, queries, config.candidates)
         rows += [
             (q, d, queries[q], corpus[d].full_text, 0.0)
@@ -94,8 +93,6 @@ def run(config: AuditConfig, echo=click.echo) -> Path:
             for d in docs
             if d not in qrels[q]
         ]
-    else:
-        rows = [(p.qid, p.did, p.query, p.text, p.label) for p in data.load_pairs(config.data)]
     teacher = load_teacher(config.teacher)
     if teacher.calibration.method == "identity":
         echo(

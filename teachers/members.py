@@ -28,16 +28,9 @@ BI_FILE = "bi_encoder.json"
 
 
 def _tokenize(texts: Sequence[str]) -> list[list[str]]:
-    import bm25s
-    import Stemmer
+    from distill.retrieval import bm25_tokenize
 
-    return bm25s.tokenize(
-        list(texts),
-        stopwords="en",
-        stemmer=Stemmer.Stemmer("english"),
-        show_progress=False,
-        return_ids=False,
-    )
+    return bm25_tokenize(texts, return_ids=False)
 
 
 class BM25Scorer:

@@ -182,18 +182,8 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
     """Split by query, mine negatives for training queries, build validation candidate lists."""
     from distill.metrics import trec_order
 
-    if data.is_beir(config.data):
-        dataset = data.open_dataset(config.data)
-        qrels = dataset.qrels(config.split)
-        queries = {q: dataset.queries[q] for q in qrels}
-        corpus = dataset.corpus
-    else:
-        pairs = data.load_pairs(config.data)
-        queries = {p.qid: p.query for p in pairs}
-        corpus = {p.did: data.Document("", p.text) for p in pairs}
-        qrels = {}
-        for p in pairs:
-            qrels.setdefault(p.qid, {})[p.did] = round(p.label)
+    labeled = data.load_labeled(config.data, config.split)
+    queries, corpus, qrels = labeled.queries, labeled.corpus, labeled.qrels
     grades = [g for docs in qrels.values() for g in docs.values()]
     graded = config.loss == "graded-bce" or (config.loss == "auto" and not data.is_binary(grades))
     top = max(grades) if graded else 1
@@ -620,11 +610,7 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
         for r in results.values():
             r.pop("val_scores", None)
         figures["members"] = results
-    inputs = (
-        {"data": data.open_dataset(config.data).corpus_path}
-        if data.is_beir(config.data)
-        else {"data": Path(config.data)}
-    )
+    inputs = {"data": data.load_labeled(config.data, config.split).source}
     artifacts.write_manifest(
         out, stage="teach", config=asdict(config), inputs=inputs, figures=figures, started=started
     )
