@@ -123,19 +123,36 @@ class Timer:
 
 
 def rerank(
-    teacher, queries: dict[str, str], corpus, first: retrieval.Ranking, k: int, batch_size: int
+    teacher,
+    queries: dict[str, str],
+    corpus,
+    first: retrieval.Ranking,
+    k: int,
+    batch_size: int,
+    members: dict | None = None,
 ) -> retrieval.Ranking:
-    """The teacher's raw scores for each query's top-k of ``first``."""
+    """The teacher's raw scores for each query's top-k of ``first``.
+
+    For an ensemble, pass a dict as ``members``: it receives each member's own ranking of the
+    same candidates, from the same scoring pass.
+    """
     pairs, owners = [], []
     for qid in queries:
         for did in metrics.trec_order(first.get(qid, {}))[:k]:
             pairs.append((queries[qid], corpus[did].full_text))
             owners.append((qid, did))
-    scores = teacher.score(pairs, batch_size)
-    out: retrieval.Ranking = {q: {} for q in queries}
-    for (qid, did), s in zip(owners, scores, strict=True):
-        out[qid][did] = float(s)
-    return out
+    per_member = teacher.member_scores(pairs, batch_size) if members is not None else {}
+    scores = teacher.combine(per_member) if per_member else teacher.score(pairs, batch_size)
+
+    def ranking(values) -> retrieval.Ranking:
+        out: retrieval.Ranking = {q: {} for q in queries}
+        for (qid, did), s in zip(owners, values, strict=True):
+            out[qid][did] = float(s)
+        return out
+
+    if members is not None:
+        members.update({name: ranking(values) for name, values in per_member.items()})
+    return ranking(scores)
 
 
 def randomization_test(
@@ -376,9 +393,14 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         )
         if "teacher" in systems:
             echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
+            member_runs: dict[str, retrieval.Ranking] = {}
             runs["teacher"] = rerank(
-                teacher, queries, corpus, first, config.rerank_k, config.batch_size
+                teacher, queries, corpus, first, config.rerank_k, config.batch_size, member_runs
             )
+            for name, ranking in member_runs.items():  # each ensemble member alone, same candidates
+                runs[f"teacher:{name}"] = ranking
+            at = systems.index("teacher") + 1
+            systems[at:at] = [f"teacher:{name}" for name in member_runs]
         if "cascade" in systems:
             runs["cascade"] = rerank(
                 teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size

@@ -19,6 +19,15 @@ LABELS = {
     "teacher": "teacher (rerank)",
     "cascade": "student + teacher rerank",
 }
+
+
+def label(system: str) -> str:
+    """A system's name in tables and plots (ensemble members are ``teacher:<member>``)."""
+    if system.startswith("teacher:"):
+        return f"  teacher member: {system.split(':', 1)[1]}"
+    return LABELS.get(system, system)
+
+
 COST_COLUMNS = (
     ("latency_ms_p50", "query ms p50"),
     ("latency_ms_p95", "query ms p95"),
@@ -37,7 +46,7 @@ def _rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for system in result["systems"]:
         sig = result["significance_vs_base"].get(system)
         row = [
-            LABELS.get(system, system),
+            label(system),
             *(f"{result['metrics'][system][m]:.4f}" for m in measures),
         ]
         row.append("" if sig is None else f"{sig['p_value']:.4f}")
@@ -105,7 +114,7 @@ def plots(result: dict[str, Any]) -> dict[str, str]:
         for s in timed:
             x, y = cost[s]["latency_ms_p50"], result["metrics"][s]["ndcg@10"]
             ax.scatter(x, y, s=60)
-            ax.annotate(LABELS.get(s, s), (x, y), textcoords="offset points", xytext=(6, 4))
+            ax.annotate(label(s), (x, y), textcoords="offset points", xytext=(6, 4))
         ax.set_xscale("log")
         ax.set_xlabel(f"query latency p50, ms (log scale) — {result['machine']}", fontsize=8)
         ax.set_ylabel("NDCG@10")
@@ -126,9 +135,9 @@ def plots(result: dict[str, Any]) -> dict[str, str]:
         better = sum(mine[q] > base[q] for q in qs)
         worse = sum(mine[q] < base[q] for q in qs)
         ax.set_xlabel("base bi-encoder NDCG@10")
-        ax.set_ylabel(f"{LABELS.get(other, other)} NDCG@10")
+        ax.set_ylabel(f"{label(other)} NDCG@10")
         ax.set_title(f"Per query: {better} better, {worse} worse, {len(qs) - better - worse} equal")
-        out[f"Per-query NDCG@10: {LABELS.get(other, other)} vs base"] = _png(fig)
+        out[f"Per-query NDCG@10: {label(other)} vs base"] = _png(fig)
         plt.close(fig)
     return out
 

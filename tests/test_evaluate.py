@@ -239,3 +239,52 @@ def test_missing_model_for_system_is_input_error(scifact_slice, tmp_path, capsys
     )
     assert code == 2 and "--student" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_ensemble_members_reported_alone(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents an ensemble teacher hiding its members: each member's own reranking is
+    reported, equal to evaluating that member as the teacher."""
+    from teachers.calibration import Calibration
+    from teachers.scoring import save_ensemble
+
+    ens = tmp_path / "ens"
+    for name in ("bert-cross", "deberta-cross"):
+        shutil.copytree(tiny_models[name], ens / "members" / name)
+    save_ensemble(
+        ens,
+        [("bert", "members/bert-cross", 0.5), ("deberta", "members/deberta-cross", 0.5)],
+        Calibration(),
+    )
+    common = [
+        "--systems",
+        "teacher",
+        "--no-cost",
+        "--base",
+        tiny_models["bert-bi"],
+        "--cache-dir",
+        tmp_path / "cache",
+        "--rerank-k",
+        "20",
+    ]
+    code, out, err = run_cli(
+        ["evaluate", scifact_slice, "--teacher", ens, "--output", tmp_path / "e", *common], capsys
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["systems"] == ["teacher", "teacher:bert", "teacher:deberta"]
+    assert "teacher member: bert" in out
+    code, _, err = run_cli(
+        [
+            "evaluate",
+            scifact_slice,
+            "--teacher",
+            tiny_models["bert-cross"],
+            "--output",
+            tmp_path / "b",
+            *common,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    alone = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["metrics"]["teacher:bert"] == pytest.approx(alone["metrics"]["teacher"], abs=1e-4)
