@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from teachers.calibration import Calibration
+from teachers.scoring import SingleTeacher
 
 BM25_FILE = "bm25.json"
 BI_FILE = "bi_encoder.json"
@@ -33,7 +34,7 @@ def _tokenize(texts: Sequence[str]) -> list[list[str]]:
     return bm25_tokenize(texts, return_ids=False)
 
 
-class BM25Scorer:
+class BM25Scorer(SingleTeacher):
     """Lucene BM25 (k1=1.5, b=0.75, bm25s' variant) of a document for a query."""
 
     score_kind = "bm25"
@@ -76,12 +77,6 @@ class BM25Scorer:
             )
         return out
 
-    def member_scores(self, pairs, batch_size: int = 0) -> dict:
-        return {}
-
-    def probability(self, scores: np.ndarray) -> np.ndarray:
-        return self.calibration.probability(scores)
-
     def save(self, folder: str | Path) -> None:
         from distill.artifacts import write_json
 
@@ -105,7 +100,7 @@ class BM25Scorer:
         )
 
 
-class BiEncoderScorer:
+class BiEncoderScorer(SingleTeacher):
     """Dot product of a bi-encoder's query and document embeddings (cosine when normalised)."""
 
     score_kind = "bi-encoder similarity"
@@ -147,25 +142,13 @@ class BiEncoderScorer:
         d = self._embed([p[1] for p in pairs], batch_size)
         return (q * d).sum(axis=1).astype(np.float32)
 
-    def member_scores(self, pairs, batch_size: int = 0) -> dict:
-        return {}
-
-    def probability(self, scores: np.ndarray) -> np.ndarray:
-        return self.calibration.probability(scores)
-
     def save(self, folder: str | Path) -> None:
         from distill.artifacts import write_json
         from distill.models import resolve_model
 
-        write_json(
-            Path(folder) / BI_FILE,
-            {
-                "model": str(Path(resolve_model(self.model_name)).resolve())
-                if Path(resolve_model(self.model_name)).exists()
-                else self.model_name,
-                "name": self.model_name,
-            },
-        )
+        local = Path(resolve_model(self.model_name))
+        model = str(local.resolve()) if local.exists() else self.model_name  # a hub id stays an id
+        write_json(Path(folder) / BI_FILE, {"model": model, "name": self.model_name})
         self.calibration.save(folder)
 
     @classmethod

@@ -25,7 +25,19 @@ ENSEMBLE_FILE = "ensemble.json"
 Pair = tuple[str, str]
 
 
-class CrossEncoderTeacher:
+class SingleTeacher:
+    """What every non-ensemble scorer shares: no members, probabilities from its calibration."""
+
+    calibration: Calibration
+
+    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
+        return {}
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibration.probability(scores)
+
+
+class CrossEncoderTeacher(SingleTeacher):
     """A CrossEncoder plus its calibration."""
 
     score_kind = "logit"
@@ -53,12 +65,6 @@ class CrossEncoderTeacher:
             show_progress_bar=show_progress_bar,
         )
         return np.asarray(out, dtype=np.float32)
-
-    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
-        return {}
-
-    def probability(self, scores: np.ndarray) -> np.ndarray:
-        return self.calibration.probability(scores)
 
 
 @dataclass
