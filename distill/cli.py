@@ -167,11 +167,12 @@ def audit_command(**kwargs) -> None:
     default=None,
     help="force a re-run from this stage on (teach, mine, label, student, baseline, evaluate)",
 )
-def pipeline_command(config_file: str, start: str | None) -> None:
+@click.option("--to", "stop", default=None, help="stop after this stage")
+def pipeline_command(config_file: str, start: str | None, stop: str | None) -> None:
     """Run every stage of CONFIG_FILE in its run folder; stages whose output is current are skipped."""
     from distill import pipeline
 
-    pipeline.run(config_file, start=start)
+    pipeline.run(config_file, start=start, stop=stop)
 
 
 @cli.command("env")

@@ -154,10 +154,17 @@ def _key(
     return digest.hexdigest()
 
 
-def run(path: str | os.PathLike[str], *, start: str | None = None, echo=click.echo) -> Path:
-    """Run the pipeline; return the run folder."""
-    if start is not None and start not in STAGES:
-        raise InputError(f"unknown stage {start!r} (stages: {', '.join(STAGES)})", field="from")
+def run(
+    path: str | os.PathLike[str],
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    echo=click.echo,
+) -> Path:
+    """Run the pipeline (stages ``start`` forced .. ``stop``); return the run folder."""
+    for option, value in (("from", start), ("to", stop)):
+        if value is not None and value not in STAGES:
+            raise InputError(f"unknown stage {value!r} (stages: {', '.join(STAGES)})", field=option)
     run_dir, dataset, configs = resolve(path)
     stages = _stages()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +186,19 @@ def run(path: str | os.PathLike[str], *, start: str | None = None, echo=click.ec
         if current and not forced:
             echo(f"[{name}] current, skipped ({out})")
             summary.append((name, "skipped"))
+            if name == stop:
+                break
             continue
         echo(f"[{name}] running -> {out}")
         stages[name].run(config, echo=echo)
         artifacts.write_json(out / STATE, {"key": key, "stage": name})
         summary.append((name, "ran"))
+        if name == stop:
+            break
     artifacts.write_json(run_dir / "pipeline-summary.json", dict(summary))
+    if stop is not None and stop != "evaluate":
+        echo(f"stopped after {stop}")
+        return run_dir
     report = Path(configs["evaluate"].output)
     if (report / "report.md").is_file():
         echo("")

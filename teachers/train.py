@@ -90,11 +90,20 @@ class TeachConfig:
     lr: float | None = field(
         default=None,
         metadata={
-            "help": "learning rate [default: 3e-5 from a cross-encoder, 1e-4 from a bi-encoder]"
+            "help": "learning rate [default: 3e-5 from a cross-encoder, 2e-4 from a bi-encoder]"
         },
     )
     batch_size: int = field(default=16, metadata={"help": "training batch size"})
-    epochs: float = field(default=1.0, metadata={"help": "epochs"})
+    epochs: float | None = field(
+        default=None,
+        metadata={"help": "epochs [default: 1 from a cross-encoder, 2 from a bi-encoder]"},
+    )
+    warmup_pairs: int | None = field(
+        default=None,
+        metadata={
+            "help": "title -> abstract lists trained on before the labeled data [default: 400 from a bi-encoder, 0 from a cross-encoder]"
+        },
+    )
     max_length: int | None = field(
         default=None,
         metadata={
@@ -162,6 +171,9 @@ class TeachData:
     graded: bool
     figures: dict[str, Any]
     corpus_texts: list[str]  # every document, for first-stage members (BM25 statistics)
+    warmup: list[tuple[str, list[str]]] = field(
+        default_factory=list
+    )  # (title, [abstract, negatives])
 
 
 def _first_stage(config: TeachConfig, corpus, queries) -> dict[str, dict[str, float]]:
@@ -208,6 +220,7 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         ranked = trec_order(first.get(qid, {}))[: config.val_candidates]
         val[qid] = list(dict.fromkeys([*ranked, *qrels[qid]]))
     used = {d for _, d, _ in rows} | {d for ds in val.values() for d in ds}
+    warmup = _warmup_lists(config, corpus, set(qrels_docs(qrels)), rng)
     figures = {
         "train_queries": len(parts.train),
         "val_queries": len(parts.val),
@@ -215,6 +228,7 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         "mined_negatives": mined,
         "val_pairs": sum(map(len, val.values())),
         "labels": "graded" if graded else "binary",
+        "warmup_lists": len(warmup),
     }
     echo(
         f"teaching on {figures['train_queries']} queries ({figures['train_pairs']} pairs, {mined} mined negatives), "
@@ -229,7 +243,37 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         graded,
         figures,
         [doc.full_text for doc in corpus.values()],
+        warmup,
     )
+
+
+def qrels_docs(qrels: dict[str, dict[str, int]]):
+    return (d for docs in qrels.values() for d in docs)
+
+
+def _warmup_lists(config: TeachConfig, corpus, skip: set[str], rng: random.Random):
+    """Weak in-domain lists the corpus gives for free: a document's title as the query, its
+    body as the positive, ``negatives`` of the title's first-stage ranks 2..mine_depth as
+    negatives. Documents that are labeled anywhere in the qrels are not used (no leakage of
+    validation positives into training)."""
+    from distill.metrics import trec_order
+
+    n = 400 if config.warmup_pairs is None else config.warmup_pairs
+    titled = sorted(d for d, doc in corpus.items() if doc.title and doc.text and d not in skip)
+    if n <= 0 or not titled:
+        return []
+    chosen = rng.sample(titled, min(n, len(titled)))
+    titles = {f"title:{d}": corpus[d].title for d in chosen}
+    first = _first_stage(config, corpus, titles)
+    lists = []
+    for d in chosen:
+        ranked = [
+            x for x in trec_order(first.get(f"title:{d}", {}))[1 : config.mine_depth] if x != d
+        ]
+        negatives = rng.sample(ranked, min(config.negatives, len(ranked)))
+        if negatives:
+            lists.append((corpus[d].title, [corpus[d].text] + [corpus[x].text for x in negatives]))
+    return lists
 
 
 @dataclass
@@ -240,10 +284,12 @@ class Recipe:
     loss: str
     lr: float
     max_length: int
+    epochs: float
+    warmup: bool
 
 
 def recipe(
-    config: TeachConfig, start_kind: str, graded: bool, *, lr=None, max_length=None
+    config: TeachConfig, start_kind: str, graded: bool, *, lr=None, max_length=None, epochs=None
 ) -> Recipe:
     """The guide's recipe for a trained cross-encoder; for a bi-encoder start (no trained
     classification head) a mean-pooled score head, a listwise loss, a higher learning rate and
@@ -260,10 +306,14 @@ def recipe(
         if lr is not None
         else config.lr
         if config.lr is not None
-        else (1e-4 if from_bi else 3e-5)
+        else (2e-4 if from_bi else 3e-5)
     )
     max_length = max_length or config.max_length or (128 if from_bi else 256)
-    return Recipe(head, loss, lr, max_length)
+    epochs = epochs or config.epochs or (2.0 if from_bi else 1.0)
+    warmup = (
+        config.warmup_pairs > 0 if config.warmup_pairs is not None else from_bi
+    ) and loss == "listnet"
+    return Recipe(head, loss, lr, max_length, epochs, warmup)
 
 
 def build_mean_pool(start: str, max_length: int, seed: int):
@@ -346,6 +396,51 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     )
 
 
+def _warm_up(model, d: TeachData, r: Recipe, config: TeachConfig, out: Path, echo) -> dict:
+    """One pass of ListNet over the title -> abstract lists, before the labeled data: it teaches
+    the fresh head what a match looks like on in-domain text, which the labeled data alone (a
+    few hundred queries) is too small to do."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import ListNetLoss
+
+    started = time.time()
+    dataset = Dataset.from_dict(
+        {
+            "query": [q for q, _ in d.warmup],
+            "docs": [docs for _, docs in d.warmup],
+            "labels": [[1.0] + [0.0] * (len(docs) - 1) for _, docs in d.warmup],
+        }
+    )
+    ckpt = out.parent / f".{out.name}-warmup"
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(ckpt),
+        num_train_epochs=1,
+        per_device_train_batch_size=config.list_batch,
+        learning_rate=r.lr,
+        warmup_steps=0.1,
+        dataloader_pin_memory=False,
+        save_strategy="no",
+        logging_steps=25,
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    trainer = CrossEncoderTrainer(
+        model=model, args=args, train_dataset=dataset, loss=ListNetLoss(model)
+    )
+    trainer.train()
+    shutil.rmtree(ckpt, ignore_errors=True)
+    seconds = round(time.time() - started, 1)
+    echo(
+        f"warm-up: {len(d.warmup)} title -> abstract lists, {trainer.state.global_step} steps, {seconds:.0f}s"
+    )
+    return {"lists": len(d.warmup), "steps": trainer.state.global_step, "seconds": seconds}
+
+
 def train_member(
     name: str,
     start: str,
@@ -370,17 +465,21 @@ def train_member(
     from teachers.evaluator import RerankEvaluator
 
     kind = model_kind(start)
-    r = recipe(config, kind, d.graded, lr=lr, max_length=max_length)
-    epochs = epochs or config.epochs
+    r = recipe(config, kind, d.graded, lr=lr, max_length=max_length, epochs=epochs)
+    epochs = r.epochs
     if kind != "cross":
         echo(
             f"note: {start} is not a trained cross-encoder (no trained classification head); "
-            f"recipe for such a start: {r.head} head, {r.loss} loss, lr {r.lr:g}, max_length {r.max_length}",
+            f"recipe for such a start: {r.head} head, {r.loss} loss, lr {r.lr:g}, max_length {r.max_length}, "
+            f"{epochs:g} epochs"
+            + (f", after {len(d.warmup)} title -> abstract warm-up lists" if r.warmup else ""),
             err=True,
         )
-    if not GUIDE_LR[0] <= r.lr <= GUIDE_LR[1]:
+    # the guide's range is for a trained cross-encoder; a fresh head on a bi-encoder tolerates 2x more
+    low, high = GUIDE_LR if kind == "cross" else (GUIDE_LR[0], 2 * GUIDE_LR[1])
+    if not low <= r.lr <= high:
         echo(
-            f"warning: learning rate {r.lr:g} is outside {GUIDE_LR[0]:g}..{GUIDE_LR[1]:g}; too high forgets pretraining, too low learns nothing",
+            f"warning: learning rate {r.lr:g} is outside {low:g}..{high:g}; too high forgets pretraining, too low learns nothing",
             err=True,
         )
     if r.head == "mean-pool":
@@ -399,6 +498,8 @@ def train_member(
         "head": r.head,
     }
     started = time.time()
+    if train and r.warmup and d.warmup:
+        figures["warmup"] = _warm_up(model, d, r, config, out, echo)
     if train:
         dataset, loss, loss_name, batch_size = _training_set(d, r, config, model)
         ckpt = out.parent / f".{out.name}-checkpoints"
