@@ -59,13 +59,19 @@ class StudentConfig:
         default=30, metadata={"help": "negatives come from the teacher's top-N"}
     )
     false_negative_margin: float = field(
-        default=1.0, metadata={"help": "skip negatives scored within this of the positive"}
+        default=1.0,
+        metadata={
+            "help": "skip negatives scored within this of the positive (teacher scores / teacher_temperature)"
+        },
     )
     scale: float = field(
         default=20.0, metadata={"help": "student similarity scale (inverse temperature)"}
     )
-    teacher_temperature: float = field(
-        default=1.0, metadata={"help": "kl: softmax temperature of teacher scores"}
+    teacher_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "teacher scores are divided by this [default: auto, their spread over a query's candidates matched to the start student's]"
+        },
     )
     lr: float = field(default=2e-5, metadata={"help": "learning rate"})
     batch_size: int = field(default=16, metadata={"help": "queries per batch (per process)"})
@@ -100,7 +106,9 @@ class StudentConfig:
                 raise InputError("must be at least 1", field=name)
         if self.loss != "mnrl" and self.negatives < 1:
             raise InputError("distillation needs at least one negative", field="negatives")
-        if self.scale <= 0 or self.teacher_temperature <= 0:
+        if self.scale <= 0 or (
+            self.teacher_temperature is not None and self.teacher_temperature <= 0
+        ):
             raise InputError(
                 "must be positive (a zero temperature divides by zero)",
                 field="scale" if self.scale <= 0 else "teacher_temperature",
@@ -129,6 +137,48 @@ def group_labels(table) -> dict[str, QueryLabels]:
         q: QueryLabels(d, np.asarray(s, dtype=np.float32), np.asarray(g))
         for q, (d, s, g) in grouped.items()
     }
+
+
+def auto_temperature(
+    labels: dict[str, QueryLabels],
+    model,
+    queries: dict[str, str],
+    corpus,
+    config: StudentConfig,
+    sample: int = 24,
+) -> float:
+    """The teacher temperature that puts the teacher's scores in the student's units.
+
+    Teacher scores come in any unit (logits, fused z-scores, BM25); the student's are
+    ``scale * cos``. Dividing teacher scores by (median spread of the teacher's scores over a
+    query's top ``negative_depth`` candidates) / (the same spread of the start student's),
+    measured on ``sample`` queries, makes a softmax over the teacher as sharp as the
+    student's, a margin mean the same in both, and ``false_negative_margin`` a margin in
+    student logits. Without it a KL target far flatter than the student teaches it to stop
+    discriminating, and Margin-MSE on unscaled margins pulls every similarity together."""
+    import torch
+
+    rng = random.Random(config.seed)
+    qids = [q for q in sorted(labels) if len(labels[q].dids) > 1]
+    qids = rng.sample(qids, min(sample, len(qids)))
+    teacher_spread, student_spread = [], []
+    with torch.inference_mode():
+        for q in qids:
+            lab = labels[q]
+            top = np.argsort(-lab.scores, kind="stable")[: config.negative_depth]
+            teacher_spread.append(float(np.std(lab.scores[top])))
+            model.max_seq_length = config.max_query_length
+            qv = model.encode([queries[q]], convert_to_numpy=True, show_progress_bar=False)
+            model.max_seq_length = config.max_doc_length
+            dv = model.encode(
+                [corpus[lab.dids[i]].full_text for i in top],
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                batch_size=32,
+            )
+            student_spread.append(float(np.std(config.scale * (dv @ qv[0]))))
+    t, s = float(np.median(teacher_spread)), float(np.median(student_spread))
+    return t / s if t > 0 and s > 0 else 1.0
 
 
 def select_negatives(
@@ -223,12 +273,19 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     if not (labels_dir / "manifest.json").is_file():
         raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
     labels = group_labels(read_labels(labels_dir))
-    missing = sorted(set(labels) - set(queries))
-    if missing:
+    outside = sorted(set(labels) - set(queries))
+    if len(outside) == len(labels):
         raise InputError(
-            f"labels name query {missing[0]!r}, which is not in --queries {config.queries!r}",
+            f"no labelled query is in --queries {config.queries!r} (the labels name {outside[0]!r}, ...)",
             path=labels_dir,
         )
+    if outside:
+        echo(
+            f"note: training on the {len(labels) - len(outside)} labelled queries in --queries {config.queries!r}; "
+            f"{len(outside)} others ignored",
+            err=True,
+        )
+        labels = {q: lab for q, lab in labels.items() if q in queries}
     out = Path(config.output)
     ckpt_dir = out.parent / f".{out.name}-checkpoints"
     try:
@@ -246,13 +303,20 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     )
     set_seed(config.seed)
     model = load_bi_encoder(config.model)
-    loss_fn = build_loss(
-        config.loss,
-        model,
-        scale=config.scale,
-        teacher_temperature=config.teacher_temperature,
-        in_batch=config.in_batch,
-    )
+    temperature = config.teacher_temperature
+    if config.loss != "mnrl":
+        if temperature is None:
+            temperature = auto_temperature(labels, model, queries, corpus, config)
+            echo(
+                f"teacher temperature {temperature:.4g} (auto: teacher spread / student spread)",
+                err=True,
+            )
+        labels = {
+            q: QueryLabels(lab.dids, lab.scores / np.float32(temperature), lab.gold)
+            for q, lab in labels.items()
+        }
+    set_seed(config.seed)
+    loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch)
     examples_0 = build_examples(labels, config, 0)
     if not examples_0:
         raise InputError(
@@ -374,6 +438,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "steps": step,
             "final_loss": losses[-1] if losses else None,
             "train_seconds": round(time.time() - started, 1),
+            "teacher_temperature": temperature,
         }
         artifacts.write_manifest(
             out,

@@ -83,6 +83,12 @@ def test_pipeline_runs_then_skips_then_reruns_what_changed(
         "evaluate": "ran",
     }
 
+    code, out, err = run_cli(["pipeline", config, "--from", "mine", "--to", "label"], capsys)
+    assert code == 0, err
+    summary = json.loads((run / "pipeline-summary.json").read_text())
+    assert summary == {"teach": "skipped", "mine": "ran", "label": "ran"}
+    assert "stopped after label" in out
+
     code, out, err = run_cli(["pipeline", config, "--from", "label"], capsys)
     assert code == 0, err
     summary = json.loads((run / "pipeline-summary.json").read_text())

@@ -42,7 +42,7 @@ def test_kl_loss_by_hand():
     loss = build_loss("kl", _Stub(), scale=20.0, teacher_temperature=2.0)
     student = torch.stack([20.0 * (emb[0] * e).sum(-1) for e in emb[1:]], dim=1)
     p = torch.softmax(teacher / 2.0, dim=1)
-    by_hand = (p * (p.log() - torch.log_softmax(student, dim=1))).sum(1).mean() * (1 / 20.0) ** 2
+    by_hand = (p * (p.log() - torch.log_softmax(student, dim=1))).sum(1).mean()
     assert float(loss.compute_loss_from_embeddings(emb, teacher)) == pytest.approx(
         float(by_hand), rel=1e-5
     )
@@ -270,3 +270,29 @@ def test_killed_student_resumes_to_same_weights(
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_auto_temperature_puts_teacher_in_student_units(scifact_slice, labels_dir, tiny_models):
+    """Prevents teacher scores in their own unit (logits, fused z-scores, BM25) being used as
+    student logits: the temperature must follow the teacher's scale, so that x10 teacher
+    scores give a x10 temperature and the same training examples."""
+    from dataclasses import replace
+
+    from distill import data
+    from distill.label import read_labels
+    from distill.models import load_bi_encoder
+    from students.train import auto_temperature, group_labels
+
+    ds = data.BeirDataset(scifact_slice)
+    labels = group_labels(read_labels(labels_dir))
+    model = load_bi_encoder(tiny_models["bert-bi"])
+    cfg = StudentConfig(data="x", negatives=2, false_negative_margin=0.5, max_doc_length=48)
+    t1 = auto_temperature(labels, model, ds.queries, ds.corpus, cfg)
+    scaled = {q: replace(lab, scores=lab.scores * 10) for q, lab in labels.items()}
+    t10 = auto_temperature(scaled, model, ds.queries, ds.corpus, cfg)
+    assert t1 > 0 and t10 == pytest.approx(10 * t1, rel=1e-4)
+    norm1 = {q: replace(lab, scores=lab.scores / t1) for q, lab in labels.items()}
+    norm10 = {q: replace(lab, scores=lab.scores / t10) for q, lab in scaled.items()}
+    ex1, ex10 = build_examples(norm1, cfg, 0), build_examples(norm10, cfg, 0)
+    assert [e[1] for e in ex1] == [e[1] for e in ex10]
+    np.testing.assert_allclose([e[2] for e in ex1], [e[2] for e in ex10], rtol=1e-4)

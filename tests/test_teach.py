@@ -4,6 +4,7 @@ against the start, ensembles, calibration and the label audit."""
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -286,6 +287,7 @@ def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
     manifest = json.loads((out / "manifest.json").read_text())["figures"]
     assert set(manifest["members"]) == {"teacher", "bm25", "bi-encoder"}
     assert manifest["members"]["teacher"]["head"] == "mean-pool"
+    assert manifest["members"]["teacher"]["warmup"]["lists"] == manifest["data"]["warmup_lists"] > 0
     assert manifest["members"]["teacher"]["loss"].startswith("ListNet")
     best_member = max(m["after"]["ndcg@10"] for m in manifest["members"].values())
     assert manifest["ensemble"]["validation"]["ndcg@10"] >= best_member - 1e-9
@@ -297,3 +299,26 @@ def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
     assert [type(m).__name__ for m in ce] == ["Transformer", "Pooling", "Dense"]
     pairs = [("vitamin d", "Vitamin D and bones."), ("cancer", "Tumour growth.")]
     assert np.isfinite(teacher.score(pairs)).all()
+
+
+def test_warmup_lists_are_titles_of_unlabeled_documents(scifact_slice):
+    """Prevents the title warm-up from leaking labeled (validation) documents into training,
+    pairing a title with another document's body, or using its own document as a negative."""
+    from distill import data
+    from teachers.train import TeachConfig, _warmup_lists
+
+    ds = data.BeirDataset(scifact_slice)
+    labeled = {d for split in ds.splits() for docs in ds.qrels(split).values() for d in docs}
+    config = TeachConfig(
+        data=str(scifact_slice), negatives_from="bm25", negatives=3, warmup_pairs=25
+    )
+    lists = _warmup_lists(config, ds.corpus, labeled, random.Random(0))
+    assert len(lists) == 25
+    by_title = {doc.title: d for d, doc in ds.corpus.items()}
+    for title, docs in lists:
+        source = by_title[title]
+        assert source not in labeled
+        assert docs[0] == ds.corpus[source].text and len(docs) == 4
+        assert ds.corpus[source].text not in docs[1:]
+    config.warmup_pairs = 0
+    assert _warmup_lists(config, ds.corpus, labeled, random.Random(0)) == []

@@ -3,7 +3,9 @@
 * ``margin-mse``: sentence-transformers' :class:`MarginMSELoss` (Hofstätter et al., 2020):
   the student's margin sim(q, pos) - sim(q, neg_i) matches the teacher's.
 * ``kl``: sentence-transformers' :class:`DistillKLDivLoss`: KL divergence between the softmax
-  of the teacher's scores over the query's candidates and the student's.
+  of the teacher's scores over the query's candidates and the student's. The student's logits
+  are ``scale * dot`` at temperature 1, so the loss is not multiplied by ``1 / scale**2``
+  (which would make it 400x weaker than an added in-batch term at ``scale=20``).
 * ``mnrl``: :class:`MultipleNegativesRankingLoss` on gold pairs, no teacher: the supervised
   baseline that distillation must beat.
 * :class:`~students.losses.in_batch.WithInBatchNegatives` adds an in-batch-negatives term to
@@ -56,8 +58,8 @@ def build_loss(
     if name == "kl":
         loss = DistillKLDivLoss(
             model,
-            similarity_fct=pairwise_dot_score,
-            student_temperature=1.0 / scale,
+            similarity_fct=ScaledDot(scale),
+            student_temperature=1.0,
             teacher_temperature=teacher_temperature,
         )
     elif name == "margin-mse":
