@@ -12,7 +12,6 @@ export TOKENIZERS_PARALLELISM := false
 
 SCIFACT ?= ../shared/data/scifact
 DEMO_DATA := $(if $(wildcard $(SCIFACT)/queries.jsonl),$(SCIFACT),beir:scifact)
-RUN ?= runs/demo
 
 .PHONY: help install test test-slow lint format demo clean
 
@@ -41,10 +40,10 @@ test: lint  ## set up, then ruff and the test suite (CI runs this)
 test-slow: install  ## the long real-model tests, not run in CI
 	$(PY) -m pytest -q -m slow
 
-demo: install  ## set up, then run the stages that exist on a small real sample
-	$(DISTILL) data stats $(DEMO_DATA) --model bundled --max-length 256
-	$(DISTILL) data split $(DEMO_DATA) --split train --output $(RUN)/split
-	$(DISTILL) evaluate $(DEMO_DATA) --split test --output $(RUN)/evaluate --cost-queries 20
+demo: install  ## set up, then the whole pipeline on a small real SciFact sample (< 15 min, 2 CPU cores)
+	test -f runs/quickstart-data/manifest.json || $(DISTILL) data sample $(DEMO_DATA) --output runs/quickstart-data \
+		--train-queries 200 --test-queries 100 --docs 1200 --neighbours 5
+	$(DISTILL) pipeline configs/quickstart.yaml
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf runs .pytest_cache .ruff_cache

@@ -18,6 +18,7 @@ from distill.label import LabelConfig
 from distill.mine import MineConfig
 from distill.models import model_kind
 from distill.queries import QueriesConfig
+from distill.sample import SampleConfig
 from distill.split import SplitConfig
 from distill.stats import StatsConfig
 from students.train import StudentConfig
@@ -48,6 +49,16 @@ def split_command(**kwargs) -> None:
 
     path, overrides = _overrides(kwargs)
     split.run(cfg.load(SplitConfig, path, section="split", overrides=overrides))
+
+
+@data_group.command("sample")
+@cfg.options(SampleConfig, arguments=("data",))
+def sample_command(**kwargs) -> None:
+    """Cut a small BEIR sample (queries, their documents, BM25 neighbours, random fill)."""
+    from distill import sample
+
+    path, overrides = _overrides(kwargs)
+    sample.run(cfg.load(SampleConfig, path, section="sample", overrides=overrides))
 
 
 @data_group.command("stats")

@@ -9,6 +9,7 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from helpers import run_cli
 
 from distill import data
 
@@ -102,3 +103,38 @@ def test_graded_qrels_and_repeated_rows(tmp_path):
     with open(root / "qrels" / "test.tsv", "a", encoding="utf-8") as f:
         f.write("q1\td1\t2\n")
     assert data.BeirDataset(root).qrels("test") == {"q1": {"d1": 2, "d2": 0}}
+
+
+def test_sample_keeps_every_judged_document_of_its_queries(scifact_slice, tmp_path, capsys):
+    """Prevents a demo sample whose queries lost their relevant documents (every system would
+    score zero on them) or that mixes train and test queries."""
+    from distill import data
+
+    out = tmp_path / "sample"
+    code, _, err = run_cli(
+        [
+            "data",
+            "sample",
+            scifact_slice,
+            "--output",
+            out,
+            "--train-queries",
+            "10",
+            "--test-queries",
+            "5",
+            "--docs",
+            "60",
+            "--neighbours",
+            "3",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    full, small = data.BeirDataset(scifact_slice), data.BeirDataset(out)
+    train, test = small.qrels("train"), small.qrels("test")
+    assert len(train) == 10 and len(test) == 5 and not set(train) & set(test)
+    for split, rows in (("train", train), ("test", test)):
+        for q, docs in rows.items():
+            assert docs == full.qrels(split)[q] and small.queries[q] == full.queries[q]
+            assert all(small.corpus[d].text == full.corpus[d].text for d in docs)
+    assert len(small.corpus) == 60

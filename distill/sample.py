@@ -1,0 +1,102 @@
+"""``distill data sample``: a small BEIR folder cut from a large one, for the demo and quick tries.
+
+A seeded sample of the queries of each split, every document their qrels name, the BM25
+top-``neighbours`` of each sampled query (so the sample keeps the hard distractors a real
+corpus has around a query, not only easy random ones), then random documents up to ``docs``.
+Scores on a sample are higher than on the full corpus (fewer distractors); use it to compare
+systems with each other, not with published figures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+
+from distill import artifacts, data
+from distill.errors import InputError
+
+
+@dataclass
+class SampleConfig:
+    """Config of ``distill data sample``."""
+
+    data: str = field(metadata={"help": "BEIR folder or beir:NAME"})
+    output: str = field(default="runs/sample", metadata={"help": "output BEIR folder"})
+    train_queries: int = field(default=300, metadata={"help": "train queries kept"})
+    test_queries: int = field(default=100, metadata={"help": "test queries kept"})
+    docs: int = field(default=1500, metadata={"help": "documents kept (at least the qrels' own)"})
+    neighbours: int = field(
+        default=10, metadata={"help": "BM25 top-N of each sampled query kept as distractors"}
+    )
+    seed: int = field(default=42, metadata={"help": "seed"})
+
+    def validate(self) -> None:
+        for name in ("train_queries", "test_queries", "docs"):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=name)
+        if self.neighbours < 0:
+            raise InputError("must be 0 or more", field="neighbours")
+
+
+def run(config: SampleConfig, echo=click.echo) -> Path:
+    from distill.retrieval import bm25_search
+
+    started = time.time()
+    ds = data.open_dataset(config.data)
+    corpus = ds.corpus
+    rng = random.Random(config.seed)
+    wanted = {"train": config.train_queries, "test": config.test_queries}
+    qrels: dict[str, dict[str, dict[str, int]]] = {}
+    for split, n in wanted.items():
+        if split not in ds.splits():
+            raise InputError(f"has no qrels split {split!r}", path=ds.root)
+        full = ds.qrels(split)
+        keep = sorted(rng.sample(sorted(full), min(n, len(full))))
+        qrels[split] = {q: full[q] for q in keep}
+    queries = {q: ds.queries[q] for split in qrels.values() for q in split}
+    keep_docs = dict.fromkeys(
+        d for split in qrels.values() for docs in split.values() for d in docs
+    )
+    if config.neighbours:
+        for docs in bm25_search(corpus, queries, config.neighbours).values():
+            keep_docs.update(dict.fromkeys(docs))
+    rest = sorted(set(corpus) - set(keep_docs))
+    fill = max(0, config.docs - len(keep_docs))
+    keep_docs.update(dict.fromkeys(sorted(rng.sample(rest, min(fill, len(rest))))))
+    out = Path(config.output)
+    with artifacts.atomic_path(out) as tmp:
+        (tmp / "qrels").mkdir(parents=True)
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as fh:
+            for d in sorted(keep_docs):
+                doc = corpus[d]
+                fh.write(
+                    json.dumps({"_id": d, "title": doc.title, "text": doc.text}, ensure_ascii=False)
+                    + "\n"
+                )
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
+            for q in sorted(queries):
+                fh.write(json.dumps({"_id": q, "text": queries[q]}, ensure_ascii=False) + "\n")
+        for split, rows in qrels.items():
+            data.write_qrels(rows, tmp / "qrels" / f"{split}.tsv")
+    figures = {
+        "documents": len(keep_docs),
+        **{f"{split}_queries": len(rows) for split, rows in qrels.items()},
+    }
+    artifacts.write_manifest(
+        out,
+        stage="sample",
+        config=asdict(config),
+        inputs={"corpus": ds.corpus_path},
+        figures=figures,
+        started=started,
+    )
+    echo(
+        f"sampled {len(keep_docs):,} documents, {figures['train_queries']} train and "
+        f"{figures['test_queries']} test queries into {out}"
+    )
+    return out
