@@ -98,6 +98,29 @@ def test_scores_equal_direct_predict(scifact_slice, mined, tiny_models, tmp_path
     assert len(list((tmp_path / "l").glob("shard-*.parquet"))) == -(-len(rows) // 150)
     manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
     assert manifest["figures"]["pairs"] == len(rows)
+    # exact mode on CPU runs onnxruntime fp32 only after checking it against torch
+    assert manifest["figures"]["backends"][0].startswith("onnxruntime fp32")
+
+
+def test_torch_precision_is_crossencoder_predict(
+    scifact_slice, mined, tiny_models, tmp_path, capsys
+):
+    """Prevents `--precision torch` (the reference path) from running anything but torch."""
+    code, _out, err = _label(
+        capsys,
+        scifact_slice,
+        mined,
+        tiny_models["bert-cross"],
+        tmp_path / "t",
+        "--precision",
+        "torch",
+    )
+    assert code == 0, err
+    rows = read_labels(tmp_path / "t").to_pylist()
+    direct = _direct(tiny_models["bert-cross"], scifact_slice, rows)
+    np.testing.assert_allclose([r["score"] for r in rows], direct, rtol=1e-5, atol=1e-6)
+    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert manifest["figures"]["backends"] == ["torch"]
 
 
 def test_killed_run_resumes_to_identical_rows(scifact_slice, mined, tiny_models, tmp_path, capsys):
