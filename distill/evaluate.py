@@ -391,6 +391,14 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             if config.first_stage == "hybrid"
             else runs[config.first_stage]
         )
+        from distill.label import apply_precision
+
+        check = [
+            (queries[q], corpus[d].full_text)
+            for q in list(queries)[:4]
+            for d in metrics.trec_order(first.get(q, {}))[:8]
+        ]
+        apply_precision(teacher, "exact", check, echo)  # fp32, via onnxruntime where it matches
         if "teacher" in systems:
             echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
             member_runs: dict[str, retrieval.Ranking] = {}

@@ -12,7 +12,8 @@ Output folder:
   did           string    document id
   score         float32   the teacher's raw score: a cross-encoder's logit (NOT a
                           probability), or an ensemble's weighted calibrated logit
-  score_<name>  float32   each ensemble member's raw logit (ensembles only)
+  score_<name>  float32   each ensemble member's raw logit (ensembles only; a member whose
+                          fitted weight is 0 is not scored, it cannot change ``score``)
   prob          float32   calibrated probability, ``teacher.probability(score)``
   gold          int16     the qrels grade, or -1 where the pair has no label
   ============  ========  ===============================================================
@@ -178,7 +179,7 @@ def _exact_backend(member, check_pairs, echo) -> str:
     return f"onnxruntime fp32 (max |diff| {worst:.1e} vs torch on {len(check_pairs)} pairs)"
 
 
-def _apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) -> list[str]:
+def apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) -> list[str]:
     """Put every cross-encoder of ``teacher`` in the requested precision; return the backend
     of each cross-encoder member."""
     import torch
@@ -287,7 +288,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     ]
     teacher = load_teacher(config.teacher, max_length=config.max_length)
     check = [(queries[q], corpus[d].full_text) for q, d in pairs[:32]] if mine_ else []
-    backends = _apply_precision(teacher, config.precision, check, echo)
+    backends = apply_precision(teacher, config.precision, check, echo)
     figures: dict = {
         "pairs": len(pairs),
         "shards": n_shards,
@@ -310,7 +311,9 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             f"{config.precision} fidelity: Spearman {rho:.4f} against exact fp32 on {len(sample)} pairs"
             + ("" if rho >= 0.99 else " (below 0.99: consider --precision exact)")
         )
-    names = [m.name for m in teacher.members] if hasattr(teacher, "members") else []
+    names = (
+        [m.name for m in teacher.members if m.weight != 0] if hasattr(teacher, "members") else []
+    )
     bar = tqdm(
         total=sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_),
         unit="pair",
@@ -320,7 +323,9 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     for index in mine_:
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         texts = [(queries[q], corpus[d].full_text) for q, d in chunk]
-        member_scores = teacher.member_scores(texts, config.batch_size)
+        member_scores = (
+            teacher.member_scores(texts, config.batch_size, skip_zero=True) if names else {}
+        )
         scores = (
             teacher.combine(member_scores) if names else teacher.score(texts, config.batch_size)
         )

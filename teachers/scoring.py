@@ -86,13 +86,22 @@ class EnsembleTeacher:
         self.calibration = calibration or Calibration()
         self.path = path
 
-    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
-        """Each member's raw logit for each pair."""
-        return {m.name: m.teacher.score(pairs, batch_size) for m in self.members}
+    def member_scores(
+        self, pairs: Sequence[Pair], batch_size: int = 32, *, skip_zero: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Each member's raw logit for each pair (``skip_zero``: not the members whose fitted
+        weight is 0, which cannot change the ensemble's score; labelling skips them)."""
+        return {
+            m.name: m.teacher.score(pairs, batch_size)
+            for m in self.members
+            if m.weight != 0 or not skip_zero
+        }
 
     def combine(self, member_scores: dict[str, np.ndarray]) -> np.ndarray:
         total = sum(
-            m.weight * m.teacher.calibration.logit(member_scores[m.name]) for m in self.members
+            m.weight * m.teacher.calibration.logit(member_scores[m.name])
+            for m in self.members
+            if m.weight != 0
         )
         return np.asarray(total, dtype=np.float32)
 
