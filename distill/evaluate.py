@@ -134,14 +134,17 @@ def rerank(
     """The teacher's raw scores for each query's top-k of ``first``.
 
     For an ensemble, pass a dict as ``members``: it receives each member's own ranking of the
-    same candidates, from the same scoring pass.
+    same candidates, from the same scoring pass (members whose fitted weight is 0 are not
+    scored: they cannot change the ensemble's ranking).
     """
     pairs, owners = [], []
     for qid in queries:
         for did in metrics.trec_order(first.get(qid, {}))[:k]:
             pairs.append((queries[qid], corpus[did].full_text))
             owners.append((qid, did))
-    per_member = teacher.member_scores(pairs, batch_size) if members is not None else {}
+    per_member = (
+        teacher.member_scores(pairs, batch_size, skip_zero=True) if members is not None else {}
+    )
     scores = teacher.combine(per_member) if per_member else teacher.score(pairs, batch_size)
 
     def ranking(values) -> retrieval.Ranking:

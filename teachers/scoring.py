@@ -30,7 +30,9 @@ class SingleTeacher:
 
     calibration: Calibration
 
-    def member_scores(self, pairs: Sequence[Pair], batch_size: int = 32) -> dict[str, np.ndarray]:
+    def member_scores(
+        self, pairs: Sequence[Pair], batch_size: int = 32, *, skip_zero: bool = False
+    ) -> dict[str, np.ndarray]:
         return {}
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
