@@ -179,11 +179,12 @@ def audit_command(**kwargs) -> None:
     help="force a re-run from this stage on (teach, mine, label, student, baseline, evaluate)",
 )
 @click.option("--to", "stop", default=None, help="stop after this stage")
-def pipeline_command(config_file: str, start: str | None, stop: str | None) -> None:
+@click.option("--dry-run", is_flag=True, help="only say which stages would run")
+def pipeline_command(config_file: str, start: str | None, stop: str | None, dry_run: bool) -> None:
     """Run every stage of CONFIG_FILE in its run folder; stages whose output is current are skipped."""
     from distill import pipeline
 
-    pipeline.run(config_file, start=start, stop=stop)
+    pipeline.run(config_file, start=start, stop=stop, dry_run=dry_run)
 
 
 @cli.command("env")

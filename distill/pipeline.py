@@ -159,17 +159,21 @@ def run(
     *,
     start: str | None = None,
     stop: str | None = None,
+    dry_run: bool = False,
     echo=click.echo,
 ) -> Path:
-    """Run the pipeline (stages ``start`` forced .. ``stop``); return the run folder."""
+    """Run the pipeline (stages ``start`` forced .. ``stop``); return the run folder.
+    ``dry_run``: only say which stages would run (a stage reading one that would run, would too)."""
     for option, value in (("from", start), ("to", stop)):
         if value is not None and value not in STAGES:
             raise InputError(f"unknown stage {value!r} (stages: {', '.join(STAGES)})", field=option)
     run_dir, dataset, configs = resolve(path)
     stages = _stages()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not dry_run:
+        run_dir.mkdir(parents=True, exist_ok=True)
     forced = False
     summary = []
+    pending: set[str] = set()  # stages that (would) run in this invocation
     for name in STAGES:
         if name not in configs:
             continue
@@ -182,10 +186,18 @@ def run(
             (out / artifacts.MANIFEST).is_file()
             and state.is_file()
             and json.loads(state.read_text()).get("key") == key
+            and not pending.intersection(stages[name].reads)
         )
         if current and not forced:
             echo(f"[{name}] current, skipped ({out})")
             summary.append((name, "skipped"))
+            if name == stop:
+                break
+            continue
+        pending.add(name)
+        if dry_run:
+            echo(f"[{name}] would run -> {out}")
+            summary.append((name, "would run"))
             if name == stop:
                 break
             continue
@@ -195,6 +207,8 @@ def run(
         summary.append((name, "ran"))
         if name == stop:
             break
+    if dry_run:
+        return run_dir
     artifacts.write_json(run_dir / "pipeline-summary.json", dict(summary))
     if stop is not None and stop != "evaluate":
         echo(f"stopped after {stop}")

@@ -71,6 +71,10 @@ def test_pipeline_runs_then_skips_then_reruns_what_changed(
     assert set(json.loads((run / "pipeline-summary.json").read_text()).values()) == {"skipped"}
 
     _config(config, run, scifact_slice, tiny_models, student_lr="2e-3")
+    code, out, err = run_cli(["pipeline", config, "--dry-run"], capsys)
+    assert code == 0, err
+    assert "[student] would run" in out and "[evaluate] would run" in out
+    assert "[baseline] current, skipped" in out and "[label] current, skipped" in out
     code, out, err = run_cli(["pipeline", config], capsys)
     assert code == 0, err
     summary = json.loads((run / "pipeline-summary.json").read_text())
