@@ -471,7 +471,7 @@ def train_member(
         echo(
             f"note: {start} is not a trained cross-encoder (no trained classification head); "
             f"recipe for such a start: {r.head} head, {r.loss} loss, lr {r.lr:g}, max_length {r.max_length}, "
-            f"{epochs:g} epochs"
+            f"{epochs:g} epoch(s)"
             + (f", after {len(d.warmup)} title -> abstract warm-up lists" if r.warmup else ""),
             err=True,
         )
