@@ -23,7 +23,7 @@ import random
 import statistics
 
 from distill import data, metrics, models, retrieval
-from distill.queries import QueriesConfig, sentences
+from distill.queries import QueriesConfig, offline_candidates
 
 
 def overlap(query: str, doc: str) -> float:
@@ -49,11 +49,7 @@ def main() -> None:
     for method in ("sentence", "title"):
         queries, qrels = {}, {}
         for did in chosen:
-            doc = corpus[did]
-            if method == "title":
-                cands = [doc.title] if doc.title and len(doc.title.split()) >= 2 else []
-            else:
-                cands = sentences(doc.text, cfg.min_words)
+            cands = offline_candidates(corpus[did], method, cfg.min_words)
             if cands:
                 qid = f"{method}:{did}"
                 queries[qid] = rng.choice(cands)

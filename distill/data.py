@@ -27,7 +27,7 @@ import os
 import shutil
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,13 +441,28 @@ def is_binary(labels: list[float] | Any) -> bool:
     return all(label in (0.0, 1.0) for label in labels)
 
 
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """One JSON object per line, UTF-8; the caller makes it atomic."""
+    with open(path, "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def write_pairs_jsonl(pairs: list[Pair], path: str | os.PathLike[str]) -> None:
     """Write pairs (with their ids) as JSONL; the caller makes it atomic."""
-    with open(path, "w", encoding="utf-8") as out:
-        for pair in pairs:
-            row = {"qid": pair.qid, "did": pair.did, "query": pair.query, "text": pair.text}
-            row["label"] = int(pair.label) if pair.label == int(pair.label) else pair.label
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(
+        (
+            {
+                "qid": p.qid,
+                "did": p.did,
+                "query": p.query,
+                "text": p.text,
+                "label": int(p.label) if p.label == int(p.label) else p.label,
+            }
+            for p in pairs
+        ),
+        path,
+    )
 
 
 def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike[str]) -> None:

@@ -18,7 +18,6 @@ the teacher labels the candidates).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -66,6 +65,14 @@ class QueriesConfig:
 
 def sentences(text: str, min_words: int) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= min_words]
+
+
+def offline_candidates(doc: data.Document, method: str, min_words: int) -> list[str]:
+    """The texts an offline method may pick from one document: its title (at least 2 words)
+    for ``title``, its sentences of at least ``min_words`` words for ``sentence``."""
+    if method == "title":
+        return [doc.title] if doc.title and len(doc.title.split()) >= 2 else []
+    return sentences(doc.text, min_words)
 
 
 def generate(
@@ -134,11 +141,7 @@ def run(config: QueriesConfig, echo=click.echo) -> Path:
             made += [(did, q) for q in dict.fromkeys(queries) if q]
     else:
         for did in doc_ids:
-            doc = corpus[did]
-            if config.method == "title":
-                candidates = [doc.title] if doc.title and len(doc.title.split()) >= 2 else []
-            else:
-                candidates = sentences(doc.text, config.min_words)
+            candidates = offline_candidates(corpus[did], config.method, config.min_words)
             made += [(did, q) for q in rng.sample(candidates, min(config.per_doc, len(candidates)))]
     if not made:
         raise InputError(
@@ -148,19 +151,17 @@ def run(config: QueriesConfig, echo=click.echo) -> Path:
     out = Path(config.output)
     with artifacts.atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
-            for i, (did, text) in enumerate(made):
-                fh.write(
-                    json.dumps(
-                        {
-                            "_id": f"pq{i}",
-                            "text": text,
-                            "metadata": {"source": did, "method": config.method},
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
+        data.write_jsonl(
+            (
+                {
+                    "_id": f"pq{i}",
+                    "text": text,
+                    "metadata": {"source": did, "method": config.method},
+                }
+                for i, (did, text) in enumerate(made)
+            ),
+            tmp / "queries.jsonl",
+        )
         data.write_qrels({f"pq{i}": {did: 1} for i, (did, _) in enumerate(made)}, tmp / "qrels.tsv")
     figures = {"queries": len(made), "documents": len(doc_ids)}
     artifacts.write_manifest(

@@ -9,7 +9,6 @@ systems with each other, not with published figures.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,16 +70,16 @@ def run(config: SampleConfig, echo=click.echo) -> Path:
     out = Path(config.output)
     with artifacts.atomic_path(out) as tmp:
         (tmp / "qrels").mkdir(parents=True)
-        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as fh:
-            for d in sorted(keep_docs):
-                doc = corpus[d]
-                fh.write(
-                    json.dumps({"_id": d, "title": doc.title, "text": doc.text}, ensure_ascii=False)
-                    + "\n"
-                )
-        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
-            for q in sorted(queries):
-                fh.write(json.dumps({"_id": q, "text": queries[q]}, ensure_ascii=False) + "\n")
+        data.write_jsonl(
+            (
+                {"_id": d, "title": corpus[d].title, "text": corpus[d].text}
+                for d in sorted(keep_docs)
+            ),
+            tmp / "corpus.jsonl",
+        )
+        data.write_jsonl(
+            ({"_id": q, "text": queries[q]} for q in sorted(queries)), tmp / "queries.jsonl"
+        )
         for split, rows in qrels.items():
             data.write_qrels(rows, tmp / "qrels" / f"{split}.tsv")
     figures = {

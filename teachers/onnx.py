@@ -77,8 +77,8 @@ class OnnxCrossEncoder:
 
                 from distill.artifacts import atomic_path
 
-                # per-channel weight scales: Spearman 0.995 vs 0.971 per-tensor on the SciFact
-                # teacher (benchmarks/label_speed.py), at the same speed
+                # per-channel weight scales: on 450 pairs of the trained SciFact teacher,
+                # Spearman 0.995 against 0.971 per-tensor, at the same speed
                 with atomic_path(path) as tmp:
                     quantize_dynamic(
                         str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True

@@ -220,7 +220,7 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         ranked = trec_order(first.get(qid, {}))[: config.val_candidates]
         val[qid] = list(dict.fromkeys([*ranked, *qrels[qid]]))
     used = {d for _, d, _ in rows} | {d for ds in val.values() for d in ds}
-    warmup = _warmup_lists(config, corpus, set(qrels_docs(qrels)), rng)
+    warmup = _warmup_lists(config, corpus, {d for docs in qrels.values() for d in docs}, rng)
     figures = {
         "train_queries": len(parts.train),
         "val_queries": len(parts.val),
@@ -247,18 +247,19 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
     )
 
 
-def qrels_docs(qrels: dict[str, dict[str, int]]):
-    return (d for docs in qrels.values() for d in docs)
-
-
 def _warmup_lists(config: TeachConfig, corpus, skip: set[str], rng: random.Random):
     """Weak in-domain lists the corpus gives for free: a document's title as the query, its
     body as the positive, ``negatives`` of the title's first-stage ranks 2..mine_depth as
     negatives. Documents that are labeled anywhere in the qrels are not used (no leakage of
     validation positives into training)."""
     from distill.metrics import trec_order
+    from distill.models import model_kind
 
-    n = 400 if config.warmup_pairs is None else config.warmup_pairs
+    if config.warmup_pairs is not None:
+        n = config.warmup_pairs
+    else:  # the default warm-up is for fresh heads: skip the retrieval when no start needs it
+        starts = [m.model for m in config.members if m.train] or [config.model]
+        n = 400 if any(model_kind(s) != "cross" for s in starts) else 0
     titled = sorted(d for d, doc in corpus.items() if doc.title and doc.text and d not in skip)
     if n <= 0 or not titled:
         return []
