@@ -5,6 +5,7 @@ Bad input ends in one line on stderr (``error: path:line: field 'x': ...``) and 
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -195,12 +196,23 @@ def env_command() -> None:
     click.echo(report())
 
 
+# The disk or the folder refused a write (full, read-only, no permission, file size limit):
+# one line, like bad input, since the fix is on the user's side.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EFBIG}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: one-line errors, exit code 2 for bad input."""
     try:
         cli.main(args=argv, prog_name="distill", standalone_mode=False)
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}cannot write: {exc.strerror}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -3,14 +3,18 @@
 Every stage has one small dataclass config. :func:`load` builds it from a YAML file (the
 stage's section, or the whole file), then applies command-line overrides; an unknown key or a
 value of the wrong type is an :class:`~distill.errors.InputError` that names the file, the
-line and the key. :func:`options` turns a dataclass into click options (``--val-fraction``
+line and the key. A number outside its field's range (``metadata={"range": "(0, inf)"}``)
+and a float that is NaN or infinite are errors of the same kind. :func:`options` turns a dataclass into click options (``--val-fraction``
 for ``val_fraction``), so every field is overridable without writing each option by hand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -26,13 +30,18 @@ T = TypeVar("T")
 
 
 def _line_map(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None) -> dict:
-    """Map dotted key paths of a YAML document to their 1-based line numbers."""
+    """Map key paths of a YAML document (``teach.lr``, ``members[0].lr``) to 1-based lines."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = f"{prefix}{key_node.value}"
             out[key] = key_node.start_mark.line + 1
             _line_map(value_node, key + ".", out)
+    elif isinstance(node, yaml.SequenceNode) and prefix:
+        for index, item in enumerate(node.value):
+            key = f"{prefix[:-1]}[{index}]"
+            out[key] = item.start_mark.line + 1
+            _line_map(item, key + ".", out)
     return out
 
 
@@ -79,8 +88,60 @@ def _type_name(tp: Any) -> str:
     return f"{name} or null" if optional else name
 
 
-def _coerce(value: Any, tp: Any, key: str, where: dict[str, Any]) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints widen to floats, nothing else."""
+# A field's allowed numbers, in its metadata: ``"range": "[1, inf)"`` (at least 1),
+# ``"(0, inf)"`` (positive), ``"[0, 1)"``, ``"(-inf, inf)"`` (any). Square brackets include the
+# bound, parentheses exclude it. null stays legal in an Optional field (it means "auto").
+# Floats must be finite unless the metadata says ``"finite": False``.
+_RANGE = re.compile(r"([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])")
+
+
+@functools.cache
+def _interval(spec: str) -> tuple[float, bool, float, bool]:
+    """(low, low included, high, high included) of a range spec such as ``"[0, 1)"``."""
+    match = _RANGE.fullmatch(spec.strip())
+    if match is None:
+        raise ValueError(f"bad range {spec!r}; write it like '[1, inf)' or '(0, 1)'")
+    return float(match[2]), match[1] == "[", float(match[3]), match[4] == "]"
+
+
+def describe_range(spec: str, name: str = "x") -> str:
+    """The range ``spec`` in words: 'at least 1', 'between 0 and 1 (0 < x < 1)'."""
+    low, low_in, high, high_in = _interval(spec)
+    if math.isinf(low) and math.isinf(high):
+        return "any number"
+    if math.isinf(high):
+        return f"at least {low:g}" if low_in else f"greater than {low:g}"
+    if math.isinf(low):
+        return f"at most {high:g}" if high_in else f"less than {high:g}"
+    ops = ("<=" if low_in else "<", "<=" if high_in else "<")
+    return f"between {low:g} and {high:g} ({low:g} {ops[0]} {name} {ops[1]} {high:g})"
+
+
+def _check_number(value: Any, meta: Mapping[str, Any], key: str, at: dict[str, Any]) -> Any:
+    """``value`` if it is finite (floats) and inside the field's ``range``; else InputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and not math.isfinite(value) and meta.get("finite", True):
+        raise InputError(f"must be a finite number, got {value}", field=key, **at)
+    spec = meta.get("range")
+    if spec is not None:
+        low, low_in, high, high_in = _interval(spec)
+        above = value >= low if low_in else value > low
+        below = value <= high if high_in else value < high
+        if not (above and below):
+            name = key.rsplit(".", 1)[-1]
+            raise InputError(
+                f"must be {describe_range(spec, name)}, got {value!r}", field=key, **at
+            )
+    return value
+
+
+def _coerce(
+    value: Any, tp: Any, key: str, where: dict[str, Any], meta: Mapping[str, Any] | None = None
+) -> Any:
+    """Check ``value`` against the annotation ``tp`` and the field metadata ``meta`` (its
+    ``range``; floats finite); ints widen to floats, nothing else."""
+    meta = meta or {}
     tp, optional = _unwrap_optional(tp)
     at = {"path": where.get("path"), "line": where.get("line")}
     if value is None:
@@ -101,26 +162,38 @@ def _coerce(value: Any, tp: Any, key: str, where: dict[str, Any]) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise InputError(f"must be {_type_name(tp)}, got {value!r}", field=key, **at)
-        return [_coerce(v, get_args(tp)[0], key, where) for v in value]
+        lines = where.get("lines", {})
+        return [
+            _coerce(
+                v,
+                get_args(tp)[0],
+                f"{key}[{i}]",
+                {**where, "line": lines.get(f"{key}[{i}]", where.get("line"))},
+                meta,
+            )
+            for i, v in enumerate(value)
+        ]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise InputError(f"must be a mapping, got {value!r}", field=key, **at)
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return _check_number(float(value), meta, key, at)
     if tp is float and isinstance(value, str):
         # PyYAML reads 1e-3 (no dot) as text; a float field takes any text that is a number.
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            return _check_number(number, meta, key, at)
     if tp in (int, float, str, bool) and (
         not isinstance(value, tp) or (tp is int and isinstance(value, bool))
     ):
         raise InputError(
             f"must be {_type_name(tp)}, got {type(value).__name__} {value!r}", field=key, **at
         )
-    return value
+    return _check_number(value, meta, key, at)
 
 
 def _build(cls: type[T], data: Mapping[str, Any], *, prefix: str, where: dict[str, Any]) -> T:
@@ -135,7 +208,7 @@ def _build(cls: type[T], data: Mapping[str, Any], *, prefix: str, where: dict[st
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise InputError(f"unknown key (known keys: {known})", field=full, **loc)
-        kwargs[key] = _coerce(value, hints[key], full, {**where, **loc})
+        kwargs[key] = _coerce(value, hints[key], full, {**where, **loc}, fields[key].metadata)
     missing = [
         name
         for name, f in fields.items()
@@ -152,7 +225,14 @@ def _build(cls: type[T], data: Mapping[str, Any], *, prefix: str, where: dict[st
     instance = cls(**kwargs)
     check = getattr(instance, "validate", None)
     if check is not None:
-        check()
+        try:
+            check()
+        except InputError as err:
+            if err.path is None:  # a check across fields: locate it in the config file
+                err.field = None if err.field is None else prefix + err.field
+                err.path = None if path is None else str(path)
+                err.line = lines.get(err.field) if err.field else where.get("line")
+            raise
     return instance
 
 
@@ -196,7 +276,8 @@ def load(
     merged = {**data, **cli}
     # An override's errors point at the command line, not at the file.
     for key in cli:
-        lines.pop(key, None)
+        for known in [k for k in lines if k == key or k.startswith((key + ".", key + "["))]:
+            del lines[known]
     return from_mapping(cls, merged, path=path, lines=lines)
 
 

@@ -353,31 +353,78 @@ def is_beir(spec: str | os.PathLike[str]) -> bool:
     return text.startswith("beir:") or Path(text).is_dir()
 
 
+def _utf8_error(path: Path) -> InputError:
+    """The InputError for the first line of ``path`` that is not UTF-8."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return InputError(
+                    f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)",
+                    path=path,
+                    line=number,
+                )
+    return InputError("not UTF-8 text", path=path)
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line the record starts on, row) for each record of a CSV/TSV file with a header.
+
+    The csv module reads the file itself, so a quoted field keeps its line breaks (blank lines
+    included) exactly; blank lines outside quoted fields (before the header, between records)
+    are skipped.
+    """
+    _require_file(path)
+    consumed: list[tuple[int, str]] = []  # (line number, text) read for the current record
+
+    def lines(fh) -> Iterator[str]:
+        started = False
+        for number, line in enumerate(fh, 1):
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            if not started and not line.strip():
+                continue  # blank lines before the header
+            started = True
+            consumed.append((number, line))
+            yield line
+
+    def first_line() -> int:
+        """The record's first line: the first non-blank line read since the last record."""
+        return next((n for n, text in consumed if text.strip()), consumed[-1][0] if consumed else 1)
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(lines(fh), delimiter=delimiter)
+            try:
+                if reader.fieldnames is None:
+                    raise InputError("file has no data rows", path=path, line=1)
+                consumed.clear()
+                for row in reader:
+                    blank = not any(text.strip() for _, text in consumed)
+                    number = first_line()
+                    consumed.clear()
+                    if blank:
+                        continue  # a whitespace-only line between records
+                    if None in row:
+                        raise InputError(
+                            "more fields than the header names", path=path, line=number
+                        )
+                    yield number, row
+            except csv.Error as exc:
+                raise InputError(f"malformed CSV ({exc})", path=path, line=first_line()) from None
+    except UnicodeDecodeError:
+        raise _utf8_error(path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc})", path=path) from None
+
+
 def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
         yield from read_jsonl(path)
     elif name.endswith((".csv", ".tsv")):
-        delimiter = "\t" if name.endswith(".tsv") else ","
-        lines = read_lines(path)
-        numbers = []
-
-        def text_lines() -> Iterator[str]:
-            for number, line in lines:
-                numbers.append(number)
-                yield line
-
-        reader = csv.DictReader(text_lines(), delimiter=delimiter)
-        try:
-            for row in reader:
-                number = numbers[-1]
-                if None in row:
-                    raise InputError("more fields than the header names", path=path, line=number)
-                yield number, row
-        except csv.Error as exc:
-            raise InputError(f"malformed CSV ({exc})", path=path, line=numbers[-1]) from None
-        if reader.fieldnames is None:
-            raise InputError("file has no header row", path=path, line=1)
+        yield from _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
     elif name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -388,8 +435,7 @@ def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
         if table.num_rows == 0:
             raise InputError("file has no data rows", path=path)
-        for index, row in enumerate(table.to_pylist(), 1):
-            yield index, row  # "line" is the 1-based row number for Parquet
+        yield from enumerate(table.to_pylist(), 1)  # "line": the 1-based row number for Parquet
     else:
         raise InputError(f"unknown pairs format; use one of {', '.join(PAIR_FORMATS)}", path=path)
 
@@ -403,6 +449,8 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     by ``distill data split``.
     """
     p = Path(path)
+    if not p.exists():
+        raise InputError("no such file or folder", path=p)
     pairs: list[Pair] = []
     qtext: dict[str, tuple[str, int]] = {}
     dtext: dict[str, tuple[str, int]] = {}

@@ -29,7 +29,7 @@ import numpy as np
 from distill import artifacts, data, metrics, retrieval
 from distill.errors import InputError
 from distill.models import load_bi_encoder, resolve_model
-from teachers.scoring import load_teacher
+from teachers.scoring import check_teacher, load_teacher
 
 SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
 
@@ -41,6 +41,12 @@ class EvaluateConfig:
     data: str = field(metadata={"help": "BEIR folder or beir:NAME"})
     split: str = field(default="test", metadata={"help": "qrels split to score on"})
     output: str = field(default="runs/evaluate", metadata={"help": "report folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     systems: list[str] = field(
         default_factory=list,
         metadata={"help": "comma list; empty = every system whose model is given"},
@@ -54,30 +60,42 @@ class EvaluateConfig:
     first_stage: Literal["bm25", "base", "hybrid"] = field(
         default="base", metadata={"help": "what the teacher reranks"}
     )
-    rerank_k: int = field(default=100, metadata={"help": "candidates the teacher reranks"})
-    k: int = field(default=100, metadata={"help": "retrieval depth"})
+    rerank_k: int = field(
+        default=100, metadata={"help": "candidates the teacher reranks", "range": "[1, inf)"}
+    )
+    k: int = field(default=100, metadata={"help": "retrieval depth", "range": "[1, inf)"})
     measures: list[str] = field(
         default_factory=lambda: list(metrics.DEFAULT_MEASURES),
         metadata={"help": "pytrec_eval measures or aliases"},
     )
     max_length: int | None = field(
-        default=None, metadata={"help": "teacher max_length [default: the model's]"}
+        default=None,
+        metadata={"help": "teacher max_length [default: the model's]", "range": "[1, inf)"},
     )
-    batch_size: int = field(default=32, metadata={"help": "batch size for encoding and scoring"})
+    batch_size: int = field(
+        default=32, metadata={"help": "batch size for encoding and scoring", "range": "[1, inf)"}
+    )
     cost: bool = field(
         default=True, metadata={"help": "measure speed (latency, throughput, index size)"}
     )
-    cost_queries: int = field(default=50, metadata={"help": "queries timed for latency"})
+    cost_queries: int = field(
+        default=50, metadata={"help": "queries timed for latency", "range": "[1, inf)"}
+    )
     judge: str | None = field(
         default=None,
         metadata={"help": "cross-encoder that grades the pooled top-k instead of qrels"},
     )
-    judge_depth: int = field(default=10, metadata={"help": "pool depth per system for --judge"})
+    judge_depth: int = field(
+        default=10, metadata={"help": "pool depth per system for --judge", "range": "[1, inf)"}
+    )
     judge_thresholds: list[float] = field(
-        default_factory=lambda: [0.5, 0.9], metadata={"help": "probabilities for grade 1, 2, ..."}
+        default_factory=lambda: [0.5, 0.9],
+        metadata={"help": "probabilities for grade 1, 2, ...", "range": "(0, 1)"},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "corpus embedding cache"})
-    seed: int = field(default=0, metadata={"help": "seed of the randomisation test"})
+    seed: int = field(
+        default=0, metadata={"help": "seed of the randomisation test", "range": "(-inf, inf)"}
+    )
 
     def validate(self) -> None:
         unknown = [s for s in self.systems if s not in SYSTEMS]
@@ -85,16 +103,27 @@ class EvaluateConfig:
             raise InputError(
                 f"unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})", field="systems"
             )
-        if sorted(self.judge_thresholds) != self.judge_thresholds or not all(
-            0 < t < 1 for t in self.judge_thresholds
-        ):
+        if sorted(self.judge_thresholds) != self.judge_thresholds:
             raise InputError("must be increasing probabilities in (0, 1)", field="judge_thresholds")
-        if self.primary not in self.measures:
-            self.measures.insert(0, "ndcg@10")
+        for name in ("k", "rerank_k", "batch_size", "judge_depth"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be at least 1, got {getattr(self, name)}", field=name)
+        for measure in self.measures:
+            try:
+                metrics.check_measure(measure)
+            except ValueError as exc:
+                raise InputError(str(exc), field="measures") from None
 
     @property
     def primary(self) -> str:
         return "ndcg@10"
+
+    @property
+    def scored_measures(self) -> list[str]:
+        """``measures``, led by the primary measure when it is not among them (the report's
+        significance tests and recovered share are computed on it)."""
+        measures = list(self.measures)
+        return measures if self.primary in measures else [self.primary, *measures]
 
     def chosen(self) -> list[str]:
         if self.systems:
@@ -360,6 +389,19 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             raise InputError(f"system {name!r} needs a model: pass --{name} PATH", field=name)
     if "cascade" in systems and not (config.teacher and config.student):
         raise InputError("system 'cascade' needs --student and --teacher", field="systems")
+    for teacher_name in (
+        config.teacher if "teacher" in systems or "cascade" in systems else None,
+        config.judge,
+    ):
+        if teacher_name:
+            check_teacher(teacher_name)  # an empty folder or broken ensemble.json: say so now
+    models = [config.teacher, config.student, config.supervised, config.base, config.judge]
+    artifacts.claim_output(
+        config.output,
+        stage="evaluate",
+        inputs=[dataset.root, *(m for m in models if m)],
+        overwrite=config.overwrite,
+    )
     wants_teacher = "teacher" in systems or "cascade" in systems
     runs: dict[str, retrieval.Ranking] = {}
     if "bm25" in systems or (wants_teacher and config.first_stage in ("bm25", "hybrid")):
@@ -430,7 +472,7 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             config.judge_thresholds,
             config.batch_size,
         )
-    per = {s: metrics.per_query(qrels, run, config.measures) for s, run in shown.items()}
+    per = {s: metrics.per_query(qrels, run, config.scored_measures) for s, run in shown.items()}
     summary = {s: {m: round(metrics.mean(v), 4) for m, v in p.items()} for s, p in per.items()}
     primary = config.primary
     significance = {}
@@ -486,7 +528,7 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         "judge_agreement": agreement,
         "config": artifacts._plain(config),
     }
-    out = Path(config.output)
+    out = artifacts.mark_output(config.output, "evaluate")
     html = report.write(
         result, out, teacher_dir=resolve_model(config.teacher) if config.teacher else None
     )

@@ -63,13 +63,24 @@ class LabelConfig:
         default="train", metadata={"help": "qrels split, 'all', or a queries JSONL file"}
     )
     output: str = field(default="runs/labels", metadata={"help": "output folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     include_positives: bool = field(
         default=True, metadata={"help": "add gold positives that mining missed"}
     )
-    shard_size: int = field(default=10_000, metadata={"help": "pairs per shard"})
-    batch_size: int = field(default=32, metadata={"help": "scoring batch size"})
+    shard_size: int = field(
+        default=10_000, metadata={"help": "pairs per shard", "range": "[1, inf)"}
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "scoring batch size", "range": "[1, inf)"}
+    )
     max_length: int | None = field(
-        default=None, metadata={"help": "teacher max_length [default: the teacher's]"}
+        default=None,
+        metadata={"help": "teacher max_length [default: the teacher's]", "range": "[1, inf)"},
     )
     precision: Literal["exact", "torch", "int8", "onnx", "onnx-int8", "bf16"] = field(
         default="exact",
@@ -80,14 +91,12 @@ class LabelConfig:
         },
     )
     fidelity_sample: int = field(
-        default=300, metadata={"help": "pairs scored both ways to report a faster mode's Spearman"}
+        default=300,
+        metadata={
+            "help": "pairs scored both ways to report a faster mode's Spearman",
+            "range": "[0, inf)",
+        },
     )
-
-    def validate(self) -> None:
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise InputError(
-                "must be at least 1", field="shard_size" if self.shard_size < 1 else "batch_size"
-            )
 
 
 def pair_list(
@@ -108,12 +117,9 @@ def pair_list(
 
 def read_ranked(path: str | Path) -> dict[str, list[str]]:
     """{qid: [did by rank]} from a candidates.parquet."""
-    import pyarrow.parquet as pq
+    from distill.mine import read_candidate_columns
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such candidates file (run `distill mine` first)", path=p)
-    table = pq.read_table(p, columns=["qid", "did", "rank"]).to_pydict()
+    table = read_candidate_columns(path, ["qid", "did", "rank"])
     ranked: dict[str, list[tuple[int, str]]] = {}
     for q, d, r in zip(table["qid"], table["did"], table["rank"], strict=True):
         ranked.setdefault(q, []).append((r, d))
@@ -218,16 +224,45 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _read_progress(path: Path) -> dict | None:
+    """A progress file's contents, or None when it is missing or damaged (not JSON, or not
+    ``{"key", "shards": {index: {file, rows, sha256}}}``)."""
+    try:
+        progress = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return None
+    shards = progress.get("shards") if isinstance(progress, dict) else None
+    if not isinstance(shards, dict) or not isinstance(progress.get("key"), str):
+        return None
+    for index, meta in shards.items():
+        if not index.isdigit() or not isinstance(meta, dict):
+            return None
+        if not all(isinstance(meta.get(k), str) for k in ("file", "sha256")):
+            return None
+    return progress
+
+
 def _load_progress(out: Path, key: str, echo) -> dict:
     path = out / PROGRESS
+    if path.is_file() and _read_progress(path) is None:
+        stale = list(out.glob("shard-*.parquet"))
+        for shard in stale:
+            shard.unlink()
+        path.unlink()
+        (out / artifacts.MANIFEST).unlink(missing_ok=True)
+        echo(
+            f"warning: {path}: damaged (not the JSON `distill label` writes); discarded it and "
+            f"{len(stale)} shard file(s) it vouched for; labelling from the start",
+            err=True,
+        )
     if path.is_file():
         progress = json.loads(path.read_text())
         if progress.get("key") == key:
             for part in out.glob(
                 ".progress-*.json"
             ):  # shards done by processes of a killed multi-process run
-                extra = json.loads(part.read_text())
-                if extra.get("key") == key:
+                extra = _read_progress(part)
+                if extra is not None and extra.get("key") == key:
                     progress["shards"].update(extra["shards"])
             return progress
         stale = list(out.glob("shard-*.parquet"))
@@ -248,7 +283,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
 
     from distill.mine import load_query_set
     from distill.models import resolve_model
-    from teachers.scoring import load_teacher
+    from teachers.scoring import check_teacher, load_teacher
 
     started = time.time()
     state = PartialState()
@@ -262,11 +297,25 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             path=config.candidates,
         )
     corpus = dataset.corpus
+    stray = next(((q, d) for q, docs in ranked.items() for d in docs if d not in corpus), None)
+    if stray:
+        raise InputError(
+            f"candidates name document {stray[1]!r} (query {stray[0]!r}), which is not in the "
+            f"corpus of {config.data} (mined from another dataset?)",
+            path=config.candidates,
+            field="did",
+        )
     pairs = pair_list(ranked, qrels, config.include_positives)
     teacher_path = resolve_model(config.teacher)
+    check_teacher(config.teacher)
     key = job_key(config, teacher_path, artifacts.fingerprint(query_file) if query_file else "")
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = artifacts.claim_output(
+        config.output,
+        stage="label",
+        inputs=[dataset.root, config.candidates, teacher_path, query_file],
+        overwrite=config.overwrite,
+    )
+    artifacts.mark_output(out, "label")
     progress = _load_progress(out, key, echo) if state.is_main_process else None
     state.wait_for_everyone()
     if progress is None:
@@ -281,6 +330,10 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         for i, meta in progress["shards"].items()
         if (out / meta["file"]).is_file() and _sha(out / meta["file"]) == meta["sha256"]
     }
+    finished = artifacts.read_manifest(out)
+    if len(done) == n_shards and finished and finished["figures"].get("job_key") == key:
+        echo(f"labels in {out} are current ({len(pairs):,} pairs); nothing to do")
+        return out  # its manifest is left as the run that made the rows wrote it
     mine_ = [
         i
         for i in range(n_shards)
@@ -295,6 +348,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         "queries": len(ranked),
         "precision": config.precision,
         "backends": backends,
+        "job_key": key,
     }
     if (
         config.precision not in ("exact", "torch")
@@ -385,6 +439,24 @@ def read_labels(folder: str | Path) -> pa.Table:  # noqa: F821
     import pyarrow.parquet as pq
 
     folder = Path(folder)
-    progress = json.loads((folder / PROGRESS).read_text())
-    files = [progress["shards"][k]["file"] for k in sorted(progress["shards"], key=int)]
-    return pa.concat_tables([pq.read_table(folder / f) for f in files])
+    again = "re-run `distill label` into this folder"
+    progress = _read_progress(folder / PROGRESS)
+    if progress is None:
+        raise InputError(f"missing or damaged; {again}", path=folder / PROGRESS)
+    tables = []
+    for index in sorted(progress["shards"], key=int):
+        meta = progress["shards"][index]
+        shard = folder / meta["file"]
+        if not shard.is_file():
+            raise InputError(f"shard missing; {again}", path=shard)
+        if _sha(shard) != meta["sha256"]:
+            raise InputError(
+                f"damaged: its sha256 differs from the one in {PROGRESS}; {again}", path=shard
+            )
+        try:
+            tables.append(pq.read_table(shard))
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise InputError(f"damaged ({str(exc).splitlines()[0]}); {again}", path=shard) from None
+    if not tables:
+        raise InputError(f"no shards recorded; {again}", path=folder / PROGRESS)
+    return pa.concat_tables(tables)

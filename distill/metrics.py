@@ -24,6 +24,35 @@ ALIASES = {
 DEFAULT_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
 
 
+# pytrec_eval families that need one cutoff (``P.5``); their bare name yields only cut keys.
+CUT_MEASURES = ("P", "recall", "ndcg_cut", "map_cut", "success", "relative_P")
+# families whose value is one number per query under their own name (no cutoff)
+PLAIN_MEASURES = (
+    "map", "ndcg", "recip_rank", "bpref", "Rprec", "infAP", "ndcg_rel", "Rndcg", "11pt_avg",
+    "gm_map", "gm_bpref", "binG", "G", "set_P", "set_recall", "set_F", "set_map",
+    "set_relative_P", "num_ret", "num_rel", "num_rel_ret", "num_nonrel_judged_ret", "utility",
+)  # fmt: skip
+
+
+def accepted_measures() -> str:
+    """The measure forms :func:`per_query` accepts, for error messages."""
+    cuts = ", ".join(f"{m}.N" for m in CUT_MEASURES)
+    return (
+        f"{', '.join(ALIASES)}, mrr@N, {cuts} (N a whole number >= 1), {', '.join(PLAIN_MEASURES)}"
+    )
+
+
+def check_measure(name: str) -> None:
+    """Raise ValueError unless ``name`` is a measure :func:`per_query` computes correctly
+    (an unchecked one can score 0 silently, or crash trec_eval on a cutoff below 1)."""
+    if name in ALIASES or name in PLAIN_MEASURES:
+        return
+    family, sep, depth = name.partition("@" if name.startswith("mrr@") else ".")
+    if (family == "mrr" or family in CUT_MEASURES) and sep and depth.isdigit() and int(depth) >= 1:
+        return
+    raise ValueError(f"unknown measure {name!r}; accepted: {accepted_measures()}")
+
+
 def trec_order(docs: Mapping[str, float]) -> list[str]:
     """Document ids in trec_eval's order: score descending, then id descending."""
     return [d for d, _ in sorted(docs.items(), key=lambda x: (x[1], x[0]), reverse=True)]

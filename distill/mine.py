@@ -40,17 +40,27 @@ class MineConfig:
         default="train", metadata={"help": "a qrels split, 'all', or a queries JSONL file"}
     )
     output: str = field(default="runs/mine", metadata={"help": "output folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     method: Literal["bm25", "dense", "hybrid"] = field(
         default="hybrid", metadata={"help": "retriever"}
     )
-    k: int = field(default=100, metadata={"help": "candidates per query"})
+    k: int = field(default=100, metadata={"help": "candidates per query", "range": "[1, inf)"})
     model: str = field(default="bundled", metadata={"help": "bi-encoder for dense retrieval"})
     index: Literal["auto", "flat", "ivf", "hnsw"] = field(
         default="auto",
         metadata={"help": f"faiss index; auto = flat below {APPROXIMATE_FROM:,} docs, else hnsw"},
     )
-    batch_size: int = field(default=64, metadata={"help": "encoding batch size"})
-    rrf_k: int = field(default=60, metadata={"help": "reciprocal-rank fusion constant"})
+    batch_size: int = field(
+        default=64, metadata={"help": "encoding batch size", "range": "[1, inf)"}
+    )
+    rrf_k: int = field(
+        default=60, metadata={"help": "reciprocal-rank fusion constant", "range": "[0, inf)"}
+    )
     cache_dir: str | None = field(
         default=None,
         metadata={"help": "corpus embedding cache [default: $DISTILL_CACHE/embeddings]"},
@@ -58,12 +68,6 @@ class MineConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "let the model run its own code"}
     )
-
-    def validate(self) -> None:
-        if self.k < 1:
-            raise InputError(f"must be at least 1, got {self.k}", field="k")
-        if self.batch_size < 1:
-            raise InputError(f"must be at least 1, got {self.batch_size}", field="batch_size")
 
 
 def load_query_set(
@@ -135,11 +139,62 @@ def write_candidates(ranking: retrieval.Ranking, source: str, path: Path) -> int
     return len(cols["qid"])
 
 
-def read_candidates(path: str | Path) -> retrieval.Ranking:
-    """``{qid: {did: score}}`` from a ``candidates.parquet``."""
+CANDIDATE_COLUMNS = ("qid", "did", "rank", "source", "score")
+
+
+def read_candidate_columns(path: str | Path, columns: list[str]) -> dict[str, list]:
+    """``columns`` of a ``candidates.parquet`` as lists, after checking it is one: a readable
+    Parquet file with those columns (ids as text, rank an integer, score a number) and rows."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["qid", "did", "score"]).to_pydict()
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such candidates file (run `distill mine` first)", path=p)
+    try:
+        table = pq.read_table(p)
+    except Exception as exc:  # pyarrow raises several unrelated types for a non-Parquet file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"not a readable Parquet file ({first}); expected `distill mine` output", path=p
+        ) from None
+    expected = {
+        "qid": (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+        "did": (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+        "rank": (pa.types.is_integer,),
+        "score": (pa.types.is_floating, pa.types.is_integer),
+    }
+    for name in columns:
+        if name not in table.column_names:
+            raise InputError(
+                f"missing column (a candidates file has {', '.join(CANDIDATE_COLUMNS)}; "
+                f"this one has {', '.join(table.column_names) or 'none'})",
+                path=p,
+                field=name,
+            )
+        kind = table.schema.field(name).type
+        if not any(check(kind) for check in expected.get(name, (lambda _: True,))):
+            raise InputError(
+                f"has type {kind}, expected {'text' if name in ('qid', 'did') else 'a number'}",
+                path=p,
+                field=name,
+            )
+        if table.column(name).null_count:
+            raise InputError("has empty (null) values", path=p, field=name)
+    if table.num_rows == 0:
+        raise InputError("has no rows: no candidates (did `distill mine` find any?)", path=p)
+    cols = {}
+    for name in columns:
+        column = table.column(name)
+        if name in ("qid", "did"):
+            column = column.cast(pa.string())
+        cols[name] = column.to_pylist()
+    return cols
+
+
+def read_candidates(path: str | Path) -> retrieval.Ranking:
+    """``{qid: {did: score}}`` from a ``candidates.parquet``."""
+    table = read_candidate_columns(path, ["qid", "did", "score"])
     out: retrieval.Ranking = {}
     for q, d, s in zip(table["qid"], table["did"], table["score"], strict=True):
         out.setdefault(q, {})[d] = float(s)
@@ -150,9 +205,12 @@ def run(config: MineConfig, echo=click.echo) -> Path:
     started = time.time()
     dataset = data.open_dataset(config.data)
     queries, qrels, query_file = load_query_set(dataset, config.queries)
+    out = artifacts.claim_output(
+        config.output, stage="mine", inputs=[dataset.root, query_file], overwrite=config.overwrite
+    )
     corpus = dataset.corpus
     ranking = retrieve(config, corpus, queries)
-    out = Path(config.output)
+    artifacts.mark_output(out, "mine")
     rows = write_candidates(ranking, config.method, out / "candidates.parquet")
     figures: dict[str, float | int] = {
         "queries": len(queries),

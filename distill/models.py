@@ -48,14 +48,102 @@ def _announce_remote_code(name: str, trust_remote_code: bool) -> None:
         )
 
 
+REFUSED_CODE = (
+    "the model needs its own Python code to run ({}); distill refuses it for safety "
+    "unless trust_remote_code is set (only where a command offers that setting, and only "
+    "for code you trust)"
+)
+
+
+def custom_code(path: str | os.PathLike[str]) -> str | None:
+    """What in a local model folder asks to run the model's own code, or None."""
+    folder = Path(path)
+    for file in ("config.json", "tokenizer_config.json"):
+        try:
+            raw = json.loads((folder / file).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict) and raw.get("auto_map"):
+            return f"'auto_map' in {file}"
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        modules = []
+    for module in modules if isinstance(modules, list) else []:
+        kind = module.get("type", "") if isinstance(module, dict) else ""
+        if kind and not kind.startswith("sentence_transformers."):
+            return f"module type {kind!r} in modules.json"
+    return None
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _weight_names(folder: Path) -> set[str] | None:
+    """Tensor names in a folder's safetensors weights (one file or an index), or None."""
+    index = _read_json(folder / "model.safetensors.index.json")
+    if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
+        return set(index["weight_map"])
+    if not (folder / "model.safetensors").is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / "model.safetensors"), "np") as weights:
+            return set(weights.keys())
+    except Exception:  # a damaged file: loading will say what is wrong
+        return None
+
+
+def not_a_cross_encoder(path: str | os.PathLike[str]) -> str | None:
+    """Why a local model folder has no trained scoring head, or None when it has one.
+
+    A bi-encoder (SentenceTransformer folder), or a transformer whose saved weights hold no
+    classification head, would load as a CrossEncoder with a randomly initialised head and
+    give scores that look fine and mean nothing.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return None  # a hub id: the hub's model card is the user's to check
+    st = _read_json(folder / "config_sentence_transformers.json")
+    kind = st.get("model_type") if isinstance(st, dict) else None
+    if kind == "SentenceTransformer" or (
+        kind is None and (folder / "sentence_bert_config.json").is_file()
+    ):
+        return "a bi-encoder (SentenceTransformer folder), not a trained cross-encoder"
+    modules = _read_json(folder / "modules.json")
+    if isinstance(modules, list) and len(modules) > 1:
+        return None  # the scoring head is a module of its own (e.g. pooling + dense)
+    names = _weight_names(folder)
+    if names is not None and not any(
+        part in ("classifier", "score") for name in names for part in name.split(".")
+    ):
+        return "a model whose saved weights hold no scoring head (classifier)"
+    return None
+
+
 def _load(kind: str, name: str, trust_remote_code: bool, **kwargs):
     path = resolve_model(name)
+    if Path(path).is_dir():
+        if not any(not p.name.startswith(".") for p in Path(path).iterdir()):
+            raise InputError("empty folder: no model here", path=name)
+        needs = custom_code(path)
+        if needs and not trust_remote_code:
+            raise InputError(REFUSED_CODE.format(needs), path=name)
     _announce_remote_code(path, trust_remote_code)
     import sentence_transformers as st
 
     cls = {"bi": st.SentenceTransformer, "cross": st.CrossEncoder}[kind]
     try:
         return cls(path, trust_remote_code=trust_remote_code, **kwargs)
+    except ValueError as exc:  # transformers: custom code refused, or not a model it knows
+        if "trust_remote_code" in str(exc):
+            raise InputError(REFUSED_CODE.format("custom code"), path=name) from None
+        raise InputError(f"cannot load model: {str(exc).splitlines()[0]}", path=name) from None
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1: only local folders and 'bundled' load)" if offline else ""

@@ -39,28 +39,39 @@ class QueriesConfig:
 
     data: str = field(metadata={"help": "BEIR folder or beir:NAME (its corpus)"})
     output: str = field(default="runs/queries", metadata={"help": "output folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     method: Literal["sentence", "title", "generator"] = field(
         default="sentence", metadata={"help": "how queries are made"}
     )
     generator: str | None = field(
         default=None, metadata={"help": "seq2seq model (hub id or folder) for method=generator"}
     )
-    per_doc: int = field(default=1, metadata={"help": "queries per document"})
+    per_doc: int = field(default=1, metadata={"help": "queries per document", "range": "[1, inf)"})
     max_docs: int | None = field(
-        default=None, metadata={"help": "use a seeded sample of this many documents"}
+        default=None,
+        metadata={"help": "use a seeded sample of this many documents", "range": "[1, inf)"},
     )
-    min_words: int = field(default=5, metadata={"help": "sentence: shortest usable sentence"})
-    max_new_tokens: int = field(default=32, metadata={"help": "generator: longest query"})
-    batch_size: int = field(default=16, metadata={"help": "generator batch size"})
-    seed: int = field(default=42, metadata={"help": "seed"})
+    min_words: int = field(
+        default=5, metadata={"help": "sentence: shortest usable sentence", "range": "[1, inf)"}
+    )
+    max_new_tokens: int = field(
+        default=32, metadata={"help": "generator: longest query", "range": "[1, inf)"}
+    )
+    batch_size: int = field(
+        default=16, metadata={"help": "generator batch size", "range": "[1, inf)"}
+    )
+    seed: int = field(default=42, metadata={"help": "seed", "range": "(-inf, inf)"})
 
     def validate(self) -> None:
         if self.method == "generator" and not self.generator:
             raise InputError(
                 "method 'generator' needs a generator model (--generator NAME)", field="generator"
             )
-        if self.per_doc < 1:
-            raise InputError("must be at least 1", field="per_doc")
 
 
 def sentences(text: str, min_words: int) -> list[str]:
@@ -124,6 +135,9 @@ def generate(
 def run(config: QueriesConfig, echo=click.echo) -> Path:
     started = time.time()
     dataset = data.open_dataset(config.data)
+    out = artifacts.claim_output(
+        config.output, stage="queries", inputs=[dataset.root], overwrite=config.overwrite
+    )
     corpus = dataset.corpus
     rng = random.Random(config.seed)
     doc_ids = sorted(corpus)
@@ -148,8 +162,7 @@ def run(config: QueriesConfig, echo=click.echo) -> Path:
             f"method {config.method!r} made no queries from this corpus (no titles or sentences long enough)",
             path=dataset.corpus_path,
         )
-    out = Path(config.output)
-    with artifacts.atomic_path(out) as tmp:
+    with artifacts.atomic_path(out, stage="queries", overwrite=config.overwrite) as tmp:
         tmp.mkdir(parents=True)
         data.write_jsonl(
             (

@@ -26,20 +26,30 @@ class SampleConfig:
 
     data: str = field(metadata={"help": "BEIR folder or beir:NAME"})
     output: str = field(default="runs/sample", metadata={"help": "output BEIR folder"})
-    train_queries: int = field(default=300, metadata={"help": "train queries kept"})
-    test_queries: int = field(default=100, metadata={"help": "test queries kept"})
-    docs: int = field(default=1500, metadata={"help": "documents kept (at least the qrels' own)"})
-    neighbours: int = field(
-        default=10, metadata={"help": "BM25 top-N of each sampled query kept as distractors"}
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
     )
-    seed: int = field(default=42, metadata={"help": "seed"})
-
-    def validate(self) -> None:
-        for name in ("train_queries", "test_queries", "docs"):
-            if getattr(self, name) < 1:
-                raise InputError("must be at least 1", field=name)
-        if self.neighbours < 0:
-            raise InputError("must be 0 or more", field="neighbours")
+    train_queries: int = field(
+        default=300, metadata={"help": "train queries kept", "range": "[1, inf)"}
+    )
+    test_queries: int = field(
+        default=100, metadata={"help": "test queries kept", "range": "[1, inf)"}
+    )
+    docs: int = field(
+        default=1500,
+        metadata={"help": "documents kept (at least the qrels' own)", "range": "[1, inf)"},
+    )
+    neighbours: int = field(
+        default=10,
+        metadata={
+            "help": "BM25 top-N of each sampled query kept as distractors",
+            "range": "[0, inf)",
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "seed", "range": "(-inf, inf)"})
 
 
 def run(config: SampleConfig, echo=click.echo) -> Path:
@@ -47,6 +57,9 @@ def run(config: SampleConfig, echo=click.echo) -> Path:
 
     started = time.time()
     ds = data.open_dataset(config.data)
+    out = artifacts.claim_output(
+        config.output, stage="sample", inputs=[ds.root], overwrite=config.overwrite
+    )
     corpus = ds.corpus
     rng = random.Random(config.seed)
     wanted = {"train": config.train_queries, "test": config.test_queries}
@@ -67,8 +80,7 @@ def run(config: SampleConfig, echo=click.echo) -> Path:
     rest = sorted(set(corpus) - set(keep_docs))
     fill = max(0, config.docs - len(keep_docs))
     keep_docs.update(dict.fromkeys(sorted(rng.sample(rest, min(fill, len(rest))))))
-    out = Path(config.output)
-    with artifacts.atomic_path(out) as tmp:
+    with artifacts.atomic_path(out, stage="sample", overwrite=config.overwrite) as tmp:
         (tmp / "qrels").mkdir(parents=True)
         data.write_jsonl(
             (

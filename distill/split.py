@@ -31,15 +31,17 @@ class SplitConfig:
 
     data: str = field(metadata={"help": "labeled pairs file or BEIR folder (or beir:NAME)"})
     output: str = field(default="runs/split", metadata={"help": "output folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     split: str = field(default="train", metadata={"help": "BEIR qrels split to divide"})
-    val_fraction: float = field(default=0.2, metadata={"help": "share of queries for validation"})
-    seed: int = field(default=42, metadata={"help": "random seed"})
-
-    def validate(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise InputError(
-                f"must be between 0 and 1, got {self.val_fraction}", field="val_fraction"
-            )
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "share of queries for validation", "range": "(0, 1)"}
+    )
+    seed: int = field(default=42, metadata={"help": "random seed", "range": "(-inf, inf)"})
 
 
 def normalize_query(text: str) -> str:
@@ -85,7 +87,9 @@ def split_queries(queries: Mapping[str, str], val_fraction: float, seed: int) ->
 def run(config: SplitConfig, echo=click.echo) -> Path:
     """Split ``config.data`` into ``<output>/train`` and ``<output>/val`` parts; return output."""
     started = time.time()
-    out = Path(config.output)
+    out = artifacts.claim_output(
+        config.output, stage="split", inputs=[config.data], overwrite=config.overwrite
+    )
     figures: dict[str, int | float] = {}
     if data.is_beir(config.data):
         dataset = data.open_dataset(config.data)
@@ -97,7 +101,7 @@ def run(config: SplitConfig, echo=click.echo) -> Path:
             "queries": dataset.root / "queries.jsonl",
             "qrels": dataset.qrels_path(config.split),
         }
-        with artifacts.atomic_path(out) as tmp:
+        with artifacts.atomic_path(out, stage="split", overwrite=config.overwrite) as tmp:
             (tmp / "qrels").mkdir(parents=True)
             for name, qids in (("train", parts.train), ("val", parts.val)):
                 data.write_qrels(
@@ -117,7 +121,7 @@ def run(config: SplitConfig, echo=click.echo) -> Path:
         queries = {p.qid: p.query for p in pairs}
         parts = split_queries(queries, config.val_fraction, config.seed)
         inputs = {"pairs": Path(config.data)}
-        with artifacts.atomic_path(out) as tmp:
+        with artifacts.atomic_path(out, stage="split", overwrite=config.overwrite) as tmp:
             tmp.mkdir(parents=True)
             for name, qids in (("train", parts.train), ("val", parts.val)):
                 data.write_pairs_jsonl([p for p in pairs if p.qid in qids], tmp / f"{name}.jsonl")

@@ -28,12 +28,16 @@ class StatsConfig:
 
     data: str = field(metadata={"help": "BEIR folder (or beir:NAME) or labeled pairs file"})
     model: str = field(default="bundled", metadata={"help": "model whose tokenizer counts tokens"})
-    max_length: int = field(default=256, metadata={"help": "cross-encoder max_length to check"})
+    max_length: int = field(
+        default=256, metadata={"help": "cross-encoder max_length to check", "range": "[8, inf)"}
+    )
     output: str | None = field(default=None, metadata={"help": "also write stats.json here"})
-
-    def validate(self) -> None:
-        if self.max_length < 8:
-            raise InputError(f"must be at least 8, got {self.max_length}", field="max_length")
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
 
 
 def token_lengths(tokenizer, texts: list[str], batch_size: int = 1024) -> np.ndarray:
@@ -69,6 +73,8 @@ def _summary(lengths: np.ndarray) -> dict[str, float]:
 
 def compute(config: StatsConfig) -> dict[str, Any]:
     """All figures as a plain dict (what ``stats.json`` holds)."""
+    if not str(config.data).startswith("beir:") and not Path(config.data).exists():
+        raise InputError("no such file or folder", path=config.data)
     tokenizer = load_tokenizer(config.model)
     special = tokenizer.num_special_tokens_to_add(pair=True)
     stats: dict[str, Any] = {
@@ -163,10 +169,14 @@ def render(stats: dict[str, Any]) -> str:
 
 def run(config: StatsConfig, echo=click.echo) -> dict[str, Any]:
     started = time.time()
+    if config.output:
+        artifacts.claim_output(
+            config.output, stage="stats", inputs=[config.data], overwrite=config.overwrite
+        )
     stats = compute(config)
     echo(render(stats))
     if config.output:
-        out = Path(config.output)
+        out = artifacts.mark_output(config.output, "stats")
         artifacts.write_json(out / "stats.json", stats)
         inputs = {} if str(config.data).startswith("beir:") else {"data": config.data}
         artifacts.write_manifest(

@@ -43,6 +43,12 @@ class StudentConfig:
     )
     labels: str = field(default="runs/labels", metadata={"help": "distill label output folder"})
     output: str = field(default="runs/student", metadata={"help": "student folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     model: str = field(default="bundled", metadata={"help": "starting bi-encoder"})
     queries: str = field(
         default="train",
@@ -54,70 +60,66 @@ class StudentConfig:
     in_batch: float = field(
         default=1.0,
         metadata={
-            "help": "weight of an added in-batch-negatives term on the gold positives (0 = off; best on validation: 1)"
+            "help": "weight of an added in-batch-negatives term on the gold positives (0 = off; best on validation: 1)",
+            "range": "[0, inf)",
         },
     )
-    negatives: int = field(default=4, metadata={"help": "negatives per query"})
+    negatives: int = field(default=4, metadata={"help": "negatives per query", "range": "[1, inf)"})
     negative_depth: int = field(
-        default=30, metadata={"help": "negatives come from the teacher's top-N"}
+        default=30,
+        metadata={"help": "negatives come from the teacher's top-N", "range": "[1, inf)"},
     )
     false_negative_margin: float = field(
         default=1.0,
         metadata={
-            "help": "skip negatives scored within this of the positive (teacher scores / teacher_temperature)"
+            "help": "skip negatives scored within this of the positive (teacher scores / teacher_temperature)",
+            "range": "[0, inf)",
         },
     )
     scale: float = field(
-        default=20.0, metadata={"help": "student similarity scale (inverse temperature)"}
+        default=20.0,
+        metadata={"help": "student similarity scale (inverse temperature)", "range": "(0, inf)"},
     )
     teacher_temperature: float | None = field(
         default=None,
         metadata={
-            "help": "teacher scores are divided by this [default: auto, their spread over a query's candidates matched to the start student's]"
+            "help": "teacher scores are divided by this [default: auto, their spread over a query's candidates matched to the start student's]",
+            "range": "(0, inf)",
         },
     )
-    lr: float = field(default=2e-5, metadata={"help": "learning rate"})
-    batch_size: int = field(default=16, metadata={"help": "queries per batch (per process)"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    epochs: int = field(default=1, metadata={"help": "epochs"})
-    warmup: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
-    max_query_length: int = field(default=64, metadata={"help": "query max tokens"})
-    max_doc_length: int = field(default=256, metadata={"help": "document max tokens"})
+    lr: float = field(default=2e-5, metadata={"help": "learning rate", "range": "(0, inf)"})
+    batch_size: int = field(
+        default=16, metadata={"help": "queries per batch (per process)", "range": "[1, inf)"}
+    )
+    grad_accum: int = field(
+        default=1, metadata={"help": "gradient accumulation steps", "range": "[1, inf)"}
+    )
+    epochs: int = field(default=1, metadata={"help": "epochs", "range": "[1, inf)"})
+    warmup: float = field(
+        default=0.1, metadata={"help": "share of steps with linear warm-up", "range": "[0, 1)"}
+    )
+    max_query_length: int = field(
+        default=64, metadata={"help": "query max tokens", "range": "[1, inf)"}
+    )
+    max_doc_length: int = field(
+        default=256, metadata={"help": "document max tokens", "range": "[1, inf)"}
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto", metadata={"help": "auto: bf16 on a GPU that has it, else no"}
     )
     checkpoint_steps: int = field(
-        default=100, metadata={"help": "save_state every N optimizer steps"}
+        default=100, metadata={"help": "save_state every N optimizer steps", "range": "[1, inf)"}
     )
-    seed: int = field(default=42, metadata={"help": "seed"})
+    seed: int = field(default=42, metadata={"help": "seed", "range": "(-inf, inf)"})
     onnx: bool = field(
         default=False,
         metadata={"help": "also export an ONNX model (sentence-transformers' exporter)"},
     )
 
-    def validate(self) -> None:
-        if self.loss == "mnrl":
-            self.in_batch = 0.0  # MNRL is an in-batch loss already; the extra term does not apply
-        for name in (
-            "negatives",
-            "batch_size",
-            "grad_accum",
-            "epochs",
-            "checkpoint_steps",
-            "max_query_length",
-            "max_doc_length",
-        ):
-            if getattr(self, name) < 1:
-                raise InputError("must be at least 1", field=name)
-        if self.loss != "mnrl" and self.negatives < 1:
-            raise InputError("distillation needs at least one negative", field="negatives")
-        if self.scale <= 0 or (
-            self.teacher_temperature is not None and self.teacher_temperature <= 0
-        ):
-            raise InputError(
-                "must be positive (a zero temperature divides by zero)",
-                field="scale" if self.scale <= 0 else "teacher_temperature",
-            )
+    @property
+    def in_batch_weight(self) -> float:
+        """The in-batch term's weight as trained: 0 for MNRL, an in-batch loss already."""
+        return 0.0 if self.loss == "mnrl" else self.in_batch
 
 
 @dataclass
@@ -275,6 +277,12 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     queries, _, _ = load_query_set(dataset, config.queries)
     corpus = dataset.corpus
     labels_dir = Path(config.labels)
+    artifacts.claim_output(
+        config.output,
+        stage="train-student",
+        inputs=[dataset.root, labels_dir, resolve_model(config.model)],
+        overwrite=config.overwrite,
+    )
     if not (labels_dir / "manifest.json").is_file():
         raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
     labels = group_labels(read_labels(labels_dir))
@@ -321,7 +329,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             for q, lab in labels.items()
         }
     set_seed(config.seed)
-    loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch)
+    loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch_weight)
     examples_0 = build_examples(labels, config, 0)
     if not examples_0:
         raise InputError(
@@ -426,7 +434,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
         final.max_seq_length = config.max_doc_length
-        with artifacts.atomic_path(out) as tmp:
+        with artifacts.atomic_path(out, stage="train-student", overwrite=config.overwrite) as tmp:
             final.save(str(tmp), safe_serialization=True)
             _card(tmp, config, len(examples_0), step, losses, time.time() - started)
             if config.onnx:
@@ -481,7 +489,11 @@ def _card(
         "\n\n## distill student\n\n"
         f"- start: `{config.model}`; teacher: {teacher}; data: `{config.data}` ({config.queries} queries)\n"
         f"- loss: {config.loss}"
-        + (f" + in-batch negatives (weight {config.in_batch})" if config.in_batch else "")
+        + (
+            f" + in-batch negatives (weight {config.in_batch_weight})"
+            if config.in_batch_weight
+            else ""
+        )
         + f"; {config.negatives} negatives from the teacher's top {config.negative_depth}, false-negative margin {config.false_negative_margin}\n"
         f"- {examples} examples/epoch, {steps} steps, lr {config.lr}, batch {config.batch_size} x {config.grad_accum}, {config.epochs} epoch(s), {seconds:.0f}s\n"
         f"- final training loss: {losses[-1] if losses else float('nan'):.4f}\n"

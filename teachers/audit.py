@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from distill import artifacts, data
-from distill.errors import InputError
 
 COLUMNS = ("qid", "did", "query", "document", "label", "teacher_probability", "disagreement")
 
@@ -29,17 +28,22 @@ class AuditConfig:
     split: str = field(default="train", metadata={"help": "BEIR qrels split"})
     output: str = field(default="runs/audit.csv", metadata={"help": "CSV to write"})
     threshold: float = field(
-        default=0.5, metadata={"help": "list pairs whose |probability - label| is at least this"}
+        default=0.5,
+        metadata={
+            "help": "list pairs whose |probability - label| is at least this",
+            "range": "(0, 1)",
+        },
     )
     candidates: int = field(
         default=10,
-        metadata={"help": "BEIR: unlabeled BM25 top-k per query checked for missed positives"},
+        metadata={
+            "help": "BEIR: unlabeled BM25 top-k per query checked for missed positives",
+            "range": "[1, inf)",
+        },
     )
-    batch_size: int = field(default=32, metadata={"help": "scoring batch size"})
-
-    def validate(self) -> None:
-        if not 0 < self.threshold < 1:
-            raise InputError("must be between 0 and 1", field="threshold")
+    batch_size: int = field(
+        default=32, metadata={"help": "scoring batch size", "range": "[1, inf)"}
+    )
 
 
 def audit_rows(
@@ -74,8 +78,9 @@ def audit_rows(
 
 def run(config: AuditConfig, echo=click.echo) -> Path:
     from distill import retrieval
-    from teachers.scoring import load_teacher
+    from teachers.scoring import check_teacher, load_teacher
 
+    check_teacher(config.teacher)
     labeled = data.load_labeled(config.data, config.split)
     queries, corpus, qrels = labeled.queries, labeled.corpus, labeled.qrels
     rows = [

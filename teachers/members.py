@@ -12,7 +12,6 @@ Both expose ``score(pairs) -> np.ndarray`` (raw), as a cross-encoder teacher doe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import Counter
@@ -109,7 +108,6 @@ class BiEncoderScorer(SingleTeacher):
         self.model_name = model_name
         self.calibration = calibration or Calibration()
         self._model = None
-        self._cache: dict[str, np.ndarray] = {}
 
     @property
     def model(self):
@@ -120,18 +118,19 @@ class BiEncoderScorer(SingleTeacher):
         return self._model
 
     def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        if todo:
-            first = {k: t for k, t in zip(keys, texts, strict=True)}
-            emb = self.model.encode(
-                [first[k] for k in todo],
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=len(todo) > 2000,
-            )
-            self._cache.update(zip(todo, emb, strict=True))
-        return np.stack([self._cache[k] for k in keys])
+        """Each distinct text embedded once. Nothing is kept between calls: an embedding's
+        last bits depend on its batch-mates (padding, BLAS blocking), so a cache carried
+        across calls would make a shard's scores depend on the shards scored before it, and a
+        resumed labelling run would differ from an uninterrupted one."""
+        distinct = list(dict.fromkeys(texts))
+        emb = self.model.encode(
+            distinct,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=len(distinct) > 2000,
+        )
+        row = {t: i for i, t in enumerate(distinct)}
+        return emb[[row[t] for t in texts]]
 
     def score(
         self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, show_progress_bar=None

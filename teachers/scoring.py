@@ -162,3 +162,72 @@ def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code:
     kwargs = {"max_length": max_length} if max_length else {}
     model = load_cross_encoder(name, trust_remote_code=trust_remote_code, **kwargs)
     return CrossEncoderTeacher(model, Calibration.load(path) if path.exists() else None, str(path))
+
+
+def read_ensemble(folder: str | Path) -> dict:
+    """``ensemble.json`` of ``folder``, checked: valid JSON with a non-empty ``members`` list
+    of ``{name, path, weight}``, each path an existing folder. Errors are one-line InputErrors."""
+    from distill.errors import InputError
+
+    file = Path(folder) / ENSEMBLE_FILE
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON ({exc.msg})", path=file, line=exc.lineno) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"cannot read ({exc})", path=file) from None
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if not isinstance(members, list) or not members:
+        raise InputError(
+            "missing or empty: an ensemble needs a list of members {name, path, weight} "
+            "(re-run `distill teach`)",
+            path=file,
+            field="members",
+        )
+    for i, member in enumerate(members):
+        where = f"members[{i}]"
+        if not isinstance(member, dict):
+            raise InputError("must be an object {name, path, weight}", path=file, field=where)
+        for key in ("name", "path", "weight"):
+            if key not in member:
+                raise InputError("missing", path=file, field=f"{where}.{key}")
+        if not isinstance(member["weight"], int | float) or isinstance(member["weight"], bool):
+            raise InputError("must be a number", path=file, field=f"{where}.weight")
+        if not isinstance(member["path"], str) or not (Path(folder) / member["path"]).is_dir():
+            raise InputError(
+                f"no such member folder {member['path']!r}", path=file, field=f"{where}.path"
+            )
+    return spec
+
+
+def check_teacher(name: str, *, trust_remote_code: bool = False) -> None:
+    """Refuse, before any model loads, a local teacher folder that cannot be a teacher: an
+    empty folder, an ensemble whose ``ensemble.json`` (or a member's) is broken, or a model
+    that needs its own code to run when ``trust_remote_code`` is off."""
+    from distill.errors import InputError
+    from distill.models import REFUSED_CODE, custom_code, not_a_cross_encoder, resolve_model
+
+    path = Path(resolve_model(name))
+    if not path.is_dir():
+        return  # a hub id (or a file): the loader says what is wrong
+    if (path / ENSEMBLE_FILE).is_file():
+        for member in read_ensemble(path)["members"]:
+            check_teacher(str(path / member["path"]), trust_remote_code=trust_remote_code)
+        return
+    if not any(not p.name.startswith(".") for p in path.iterdir()):
+        raise InputError(
+            "empty folder: no teacher here (run `distill teach`, or give a cross-encoder folder)",
+            path=path,
+        )
+    needs = custom_code(path)
+    if needs and not trust_remote_code:
+        raise InputError(REFUSED_CODE.format(needs), path=path)
+    from teachers.members import BI_FILE, BM25_FILE
+
+    if (path / BM25_FILE).is_file() or (path / BI_FILE).is_file():
+        return
+    reason = not_a_cross_encoder(path)
+    if reason:
+        raise InputError(
+            f"not a teacher: {reason}; train one with `distill teach`", path=path, field="teacher"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distill import artifacts
+from distill.errors import InputError
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
@@ -22,11 +23,25 @@ def test_atomic_directory_replaces_whole(tmp_path):
     """Prevents a re-run directory mixing files of the old and the new run."""
     out = tmp_path / "out"
     for files in (["a", "b"], ["c"]):
-        with artifacts.atomic_path(out) as tmp:
+        with artifacts.atomic_path(out, stage="demo") as tmp:
             tmp.mkdir()
             for f in files:
                 (tmp / f).write_text(f)
-    assert sorted(p.name for p in out.iterdir()) == ["c"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["c"]
+
+
+def test_atomic_directory_never_replaces_a_folder_it_did_not_write(tmp_path):
+    """Prevents the reported data loss at its root: atomic_path used to rmtree any existing
+    folder; one not written by this stage now stays byte for byte as it was."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.txt").write_text("mine")
+    for stage in (None, "demo"):
+        with pytest.raises(InputError), artifacts.atomic_path(out, stage=stage) as tmp:
+            tmp.mkdir()
+            (tmp / "a").write_text("a")
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_manifest_detects_changed_input_and_config(tmp_path):

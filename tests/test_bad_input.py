@@ -200,3 +200,248 @@ def test_val_fraction_out_of_range(tmp_path, capsys):
     code, _, err = run_cli(["data", "split", path, "--val-fraction", "1.5"], capsys)
     assert code == 2
     assert "field 'val_fraction'" in err and "between 0 and 1" in err
+
+
+# --- inputs of the later stages (candidates, teachers, labels, models, configs) -------------
+
+
+def _assert_one_line(code: int, err: str, where: str, field: str | None = None) -> str:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    assert where in lines[0], err
+    if field:
+        assert f"field '{field}'" in lines[0], err
+    return lines[0]
+
+
+def _bm25_teacher(folder: Path) -> Path:
+    """A valid teacher that loads without a model: BM25 statistics of the tiny corpus."""
+    from teachers.members import BM25Scorer
+
+    folder.mkdir(parents=True)
+    BM25Scorer.fit(["Vitamin C deficiency.", "Vitamin D deficiency."]).save(folder)
+    return folder
+
+
+def _candidates(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("qid", pa.string()), ("did", pa.string()), ("rank", pa.int32())])
+    cols = {k: [r[i] for r in rows] for i, k in enumerate(("qid", "did", "rank"))}
+    pq.write_table(pa.table(cols, schema=schema), path)
+    return path
+
+
+@pytest.fixture
+def no_teacher_load(monkeypatch):
+    """Fail the test if a teacher model gets loaded (the check must come before)."""
+    import teachers.scoring
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the teacher was loaded before the input was checked")
+
+    monkeypatch.setattr(teachers.scoring, "load_teacher", refuse)
+
+
+def cands_unknown_document(tmp):
+    return _candidates(tmp / "c.parquet", [("q1", "d1", 1), ("q1", "nope", 2)]), "did", "'nope'"
+
+
+def cands_wrong_schema(tmp):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"query": ["q1"], "doc": ["d1"]}), tmp / "c.parquet")
+    return tmp / "c.parquet", "qid", "missing column"
+
+
+def cands_not_parquet(tmp):
+    (tmp / "c.parquet").write_text("q1\td1\t1\n", encoding="utf-8")
+    return tmp / "c.parquet", None, "not a readable Parquet file"
+
+
+def cands_empty(tmp):
+    return _candidates(tmp / "c.parquet", []), None, "no rows"
+
+
+CANDS = [cands_unknown_document, cands_wrong_schema, cands_not_parquet, cands_empty]
+
+
+@pytest.mark.parametrize("case", CANDS, ids=[c.__name__[6:] for c in CANDS])
+def test_label_bad_candidates(case, tmp_path, capsys, no_teacher_load):
+    """Prevents a KeyError after the teacher loads (a document id not in the corpus), pyarrow
+    tracebacks for a candidates file of the wrong schema or not Parquet at all, and an empty
+    candidates file 'labelling 0 pairs' with exit 0."""
+    cands, field, words = case(tmp_path)
+    out = tmp_path / "labels"
+    teacher = _bm25_teacher(tmp_path / "teacher")
+    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    code, _, err = run_cli([*argv, "--output", out], capsys)
+    line = _assert_one_line(code, err, "c.parquet", field)
+    assert words in line
+    assert not out.exists()
+
+
+def test_mine_reader_refuses_bad_candidates(tmp_path):
+    """Prevents distill.mine.read_candidates raising pyarrow errors for a foreign file."""
+    from distill.errors import InputError
+    from distill.mine import read_candidates
+
+    path, _, _ = cands_wrong_schema(tmp_path)
+    with pytest.raises(InputError, match="missing column"):
+        read_candidates(path)
+
+
+def teacher_empty_folder(tmp):
+    (tmp / "t").mkdir()
+    return tmp / "t", "t", None, "empty folder"
+
+
+def teacher_invalid_ensemble_json(tmp):
+    (tmp / "t").mkdir()
+    (tmp / "t" / "ensemble.json").write_text('{"members": [', encoding="utf-8")
+    return tmp / "t", "ensemble.json:1", None, "invalid JSON"
+
+
+def teacher_ensemble_without_members(tmp):
+    (tmp / "t").mkdir()
+    (tmp / "t" / "ensemble.json").write_text('{"weights": [1.0]}', encoding="utf-8")
+    return tmp / "t", "ensemble.json", "members", "missing or empty"
+
+
+TEACHERS = [teacher_empty_folder, teacher_invalid_ensemble_json, teacher_ensemble_without_members]
+
+
+@pytest.mark.parametrize("case", TEACHERS, ids=[c.__name__[8:] for c in TEACHERS])
+def test_label_bad_teacher_folder(case, tmp_path, capsys, no_teacher_load):
+    """Prevents transformers' ValueError for an empty teacher folder, and a JSONDecodeError or
+    KeyError('members') from a broken ensemble.json, all after work had started."""
+    teacher, where, field, words = case(tmp_path)
+    cands = _candidates(tmp_path / "c.parquet", [("q1", "d1", 1)])
+    out = tmp_path / "labels"
+    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    code, _, err = run_cli([*argv, "--output", out], capsys)
+    assert words in _assert_one_line(code, err, where, field)
+    assert not out.exists()
+
+
+def test_pipeline_section_not_a_mapping(tmp_path, capsys):
+    """Prevents AttributeError ('int' object has no attribute 'get') for `mine: 5`."""
+    (tmp_path / "p.yaml").write_text(
+        f"run: {tmp_path / 'run'}\ndata: {_beir(tmp_path / 'beir')}\nmine: 5\n", encoding="utf-8"
+    )
+    code, _, err = run_cli(["pipeline", tmp_path / "p.yaml"], capsys)
+    assert "must be a mapping" in _assert_one_line(code, err, "p.yaml:3", "mine")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, field, words",
+    [
+        ("--measures", "bogus", "measures", "accepted: ndcg@10"),
+        ("--measures", "P.0", "measures", "mrr@N"),  # a cutoff below 1 crashes trec_eval
+        ("--k", "-3", "k", "at least 1"),
+        ("--k", "0", "k", "at least 1"),
+    ],
+)
+def test_evaluate_bad_measures_and_depth(option, value, field, words, tmp_path, capsys):
+    """Prevents pytrec_eval's ValueError (or a crash) for an unknown measure, and a report of
+    NDCG@10 0.0000 with exit 0 for --k 0."""
+    out = tmp_path / "report"
+    argv = ["evaluate", _beir(tmp_path / "beir"), "--split", "train", "--systems", "bm25"]
+    code, _, err = run_cli([*argv, option, value, "--output", out], capsys)
+    assert words in _assert_one_line(code, err, "error:", field)
+    assert not out.exists()
+
+
+@pytest.fixture
+def labels_dir(tmp_path, capsys) -> Path:
+    """A finished `distill label` folder (BM25 teacher, two pairs) beside a BEIR folder."""
+    cands = _candidates(tmp_path / "c.parquet", [("q1", "d1", 1), ("q1", "d2", 2)])
+    teacher = _bm25_teacher(tmp_path / "teacher")
+    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    code, _, err = run_cli([*argv, "--output", tmp_path / "labels"], capsys)
+    assert code == 0, err
+    return tmp_path / "labels"
+
+
+def _damage_progress(folder: Path) -> str:
+    (folder / "progress.json").write_text('{"key": "3f2a', encoding="utf-8")
+    return "progress.json"
+
+
+def _truncate_shard(folder: Path) -> str:
+    shard = next(folder.glob("shard-*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    return shard.name
+
+
+@pytest.mark.parametrize("damage", [_damage_progress, _truncate_shard], ids=["progress", "shard"])
+def test_train_student_damaged_labels(damage, labels_dir, tmp_path, capsys):
+    """Prevents a JSONDecodeError or a pyarrow traceback when train-student reads labels whose
+    progress.json or a shard is damaged; the message names the file and `distill label`."""
+    name = damage(labels_dir)
+    out = tmp_path / "student"
+    argv = ["train-student", tmp_path / "beir", "--labels", labels_dir, "--output", out]
+    code, _, err = run_cli(argv, capsys)
+    assert "distill label" in _assert_one_line(code, err, name)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".student*"))
+
+
+def test_label_resume_discards_damaged_progress(labels_dir, tmp_path, capsys):
+    """Prevents a JSONDecodeError on resume when progress.json is damaged: the run says so in
+    one line, discards the shards it can no longer vouch for, and labels them again."""
+    from distill.label import read_labels
+
+    before = read_labels(labels_dir).to_pylist()
+    _damage_progress(labels_dir)
+    cands, teacher = tmp_path / "c.parquet", tmp_path / "teacher"
+    argv = ["label", tmp_path / "beir", "--candidates", cands, "--teacher", teacher]
+    code, out, err = run_cli([*argv, "--output", labels_dir], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    warnings = [line for line in err.splitlines() if "progress.json" in line]
+    assert len(warnings) == 1 and "damaged" in warnings[0], err
+    assert "(0 already done)" in out
+    assert read_labels(labels_dir).to_pylist() == before
+
+
+def test_stats_missing_folder(tmp_path, capsys):
+    """Prevents 'unknown pairs format' for a data path that does not exist."""
+    code, _, err = run_cli(["data", "stats", tmp_path / "nowhere"], capsys)
+    assert "no such file or folder" in _assert_one_line(code, err, "nowhere")
+
+
+def _auto_map(folder: Path) -> None:
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "evil", "auto_map": {"AutoModel": "modeling_evil.EvilModel"}}),
+        encoding="utf-8",
+    )
+
+
+def _custom_module(folder: Path) -> None:
+    (folder / "modules.json").write_text(
+        json.dumps([{"idx": 0, "name": "0", "path": "", "type": "evil_module.Encoder"}]),
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize("plant", [_auto_map, _custom_module], ids=["auto_map", "modules"])
+def test_model_needing_custom_code_refused_in_one_line(plant, tmp_path, capsys):
+    """Prevents transformers' multi-line ValueError traceback for a model folder that asks to
+    run its own code (trust_remote_code); the code is never imported."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "modeling_evil.py").write_text("raise SystemExit('custom code ran')\n")
+    plant(model)
+    out = tmp_path / "mine"
+    argv = ["mine", _beir(tmp_path / "beir"), "--method", "dense", "--model", model]
+    code, _, err = run_cli([*argv, "--output", out], capsys)
+    line = _assert_one_line(code, err, "model")
+    assert "own Python code" in line and "trust_remote_code" in line
+    assert not out.exists()

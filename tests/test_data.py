@@ -9,9 +9,11 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from helpers import run_cli
 
 from distill import data
+from distill.errors import InputError
 
 
 def test_scifact_real_counts(scifact_dir):
@@ -138,3 +140,82 @@ def test_sample_keeps_every_judged_document_of_its_queries(scifact_slice, tmp_pa
             assert docs == full.qrels(split)[q] and small.queries[q] == full.queries[q]
             assert all(small.corpus[d].text == full.corpus[d].text for d in docs)
     assert len(small.corpus) == 60
+
+
+# Texts a CSV/TSV writer has to quote: line breaks (one of them an empty line, one CRLF),
+# embedded quotes, and both delimiters inside a field.
+AWKWARD = [
+    {"query": "what is line c", "text": "line a\n\nline c", "label": 1},
+    {"query": "vitamins, minerals", "text": 'He said "stop", then\tleft.', "label": 0},
+    {"query": 'the "quoted" query', "text": "windows\r\nline\nand a tab\there", "label": 2},
+    {"query": "plain", "text": "a plain document", "label": 1},
+]
+
+
+def _write_with_csv_module(path, rows, delimiter):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(["query", "text", "label"])
+        writer.writerows([r["query"], r["text"], r["label"]] for r in rows)
+
+
+def _write_with_pandas(path, rows, delimiter):
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    pd.DataFrame(rows, columns=["query", "text", "label"]).to_csv(path, sep=delimiter, index=False)
+
+
+@pytest.mark.parametrize(
+    "writer", [_write_with_csv_module, _write_with_pandas], ids=["csv", "pandas"]
+)
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_csv_quoted_fields_read_exactly(tmp_path, writer, suffix):
+    """Prevents quoted line breaks being dropped or joined (``"line a\\n\\nline c"`` read as
+    ``line aline c``), quotes or delimiters inside a field splitting it, and document ids
+    derived from damaged text."""
+    path = tmp_path / f"pairs{suffix}"
+    writer(path, AWKWARD, "\t" if suffix == ".tsv" else ",")
+    pairs = data.load_pairs(path)
+    assert [(p.query, p.text, p.label) for p in pairs] == [
+        (r["query"], r["text"], float(r["label"])) for r in AWKWARD
+    ]
+    # ids are derived from the original text: "q-"/"d-" + sha1 of the (stripped) text
+    assert [p.qid for p in pairs] == [data.stable_id("q", r["query"]) for r in AWKWARD]
+    assert [p.did for p in pairs] == [data.stable_id("d", r["text"]) for r in AWKWARD]
+    # each pair's line is the line its record starts on (the header is line 1)
+    starts, line = [], 2
+    for r in AWKWARD:
+        starts.append(line)
+        line += 1 + sum(str(v).count("\n") for v in r.values())
+    assert [p.line for p in pairs] == starts
+
+
+def test_csv_blank_lines_outside_quotes_are_skipped(tmp_path):
+    """Prevents blank lines between records (or before the header) failing the file, while
+    blank lines inside a quoted field are kept; line numbers stay those of the file."""
+    path = tmp_path / "p.csv"
+    path.write_text(
+        '\nquery,text,label\n\nq1,"a\n\nb",1\n   \nq2,t,0\n\n', encoding="utf-8", newline=""
+    )
+    pairs = data.load_pairs(path)
+    assert [(p.query, p.text, p.line) for p in pairs] == [("q1", "a\n\nb", 4), ("q2", "t", 8)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        ('query,text,label\nq0,t0,1\nq1,"a\n\nb",\n', 3, "label", "missing"),
+        ('query,text,label\nq0,"t\n0",1\nq1,"a\nb",1,extra\n', 4, None, "more fields"),
+    ],
+    ids=["missing-label", "extra-field"],
+)
+def test_csv_bad_row_names_its_first_line(tmp_path, text, line, field, words):
+    """Prevents a bad multi-line record being reported at its last line, or at a line
+    counted without the line breaks inside earlier quoted fields."""
+    path = tmp_path / "p.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(InputError) as info:
+        data.load_pairs(path)
+    assert (info.value.line, info.value.field) == (line, field), str(info.value)
+    assert words in str(info.value)
