@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from os import PathLike
 
+import click
+
 EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 1
+
+
+class Refused(click.ClickException):
+    """A stage's result is worse than what the user already had (its start, or the first
+    stage) on honest validation: nothing is shipped, exit code 1, the figures in one line.
+    Every refusal names the flag that keeps the result anyway (``--allow-worse``)."""
+
+    exit_code = EXIT_REFUSED
 
 
 class InputError(Exception):

@@ -27,7 +27,7 @@ import click
 
 from distill import artifacts, data
 from distill import config as cfg
-from distill.errors import InputError
+from distill.errors import InputError, Refused
 
 STAGES = ("teach", "mine", "label", "student", "baseline", "evaluate")
 STATE = "pipeline.json"
@@ -82,6 +82,14 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
     run_dir, dataset = Path(raw["run"]), raw["data"]
     if "${" in dataset or dataset.startswith("$"):
         dataset = os.path.expandvars(dataset)
+    for name in STAGES:  # before any section is read as one
+        if raw.get(name) is not None and not isinstance(raw[name], dict):
+            raise InputError(
+                f"must be a mapping of that stage's keys, not {type(raw[name]).__name__}",
+                path=path,
+                line=lines.get(name),
+                field=name,
+            )
     stages = _stages()
     folder = {name: str(run_dir / s.folder) for name, s in stages.items()}
     mine_queries = (raw.get("mine") or {}).get("queries", "train")
@@ -202,7 +210,12 @@ def run(
                 break
             continue
         echo(f"[{name}] running -> {out}")
-        stages[name].run(config, echo=echo)
+        try:
+            stages[name].run(config, echo=echo)
+        except Refused as exc:
+            raise Refused(
+                f"[{name}] refused: {exc.message} The pipeline stopped at {name}."
+            ) from None
         artifacts.write_json(out / STATE, {"key": key, "stage": name})
         summary.append((name, "ran"))
         if name == stop:

@@ -31,7 +31,7 @@ import click
 import numpy as np
 
 from distill import artifacts, data
-from distill.errors import InputError
+from distill.errors import InputError, Refused
 from distill.split import split_queries
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.scoring import save_ensemble
@@ -39,10 +39,8 @@ from teachers.scoring import save_ensemble
 GUIDE_LR = (1e-5, 1e-4)
 
 
-class TeacherNotBetter(click.ClickException):
-    """The tuned teacher does not beat its starting point on validation (exit code 1)."""
-
-    exit_code = 1
+class TeacherNotBetter(Refused):
+    """The tuned teacher does not beat its start, or the first stage, on honest validation."""
 
 
 @dataclass
@@ -52,9 +50,9 @@ class MemberConfig:
     name: str
     model: str
     train: bool = True
-    max_length: int | None = None
-    lr: float | None = None
-    epochs: float | None = None
+    max_length: int | None = field(default=None, metadata={"range": "[1, inf)"})
+    lr: float | None = field(default=None, metadata={"range": "(0, inf)"})
+    epochs: float | None = field(default=None, metadata={"range": "(0, inf)"})
 
 
 @dataclass
@@ -66,6 +64,12 @@ class TeachConfig:
         default="train", metadata={"help": "BEIR qrels split to learn from (never test)"}
     )
     output: str = field(default="runs/teacher", metadata={"help": "teacher folder"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "write into a non-empty --output folder distill did not make (its other files are kept)"
+        },
+    )
     model: str = field(default="bundled", metadata={"help": "starting model (single teacher)"})
     members: list[MemberConfig] = field(
         default_factory=list, metadata={"help": "ensemble members (YAML only)", "cli": False}
@@ -73,46 +77,72 @@ class TeachConfig:
     combine: Literal["mean", "weights"] = field(
         default="weights", metadata={"help": "ensemble: mean, or weights fitted on validation"}
     )
-    val_fraction: float = field(default=0.2, metadata={"help": "share of queries for validation"})
-    seed: int = field(default=42, metadata={"help": "random seed"})
-    negatives: int = field(default=7, metadata={"help": "mined negatives per query"})
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "share of queries for validation", "range": "(0, 1)"}
+    )
+    seed: int = field(default=42, metadata={"help": "random seed", "range": "(-inf, inf)"})
+    negatives: int = field(
+        default=7, metadata={"help": "mined negatives per query", "range": "[1, inf)"}
+    )
     negatives_from: Literal["bm25", "dense", "hybrid"] = field(
         default="hybrid", metadata={"help": "first stage for mining"}
     )
     miner: str = field(default="bundled", metadata={"help": "bi-encoder for dense mining"})
-    skip_top: int = field(default=3, metadata={"help": "first-stage ranks never used as negatives"})
+    skip_top: int = field(
+        default=3,
+        metadata={"help": "first-stage ranks never used as negatives", "range": "[0, inf)"},
+    )
     mine_depth: int = field(
-        default=30, metadata={"help": "negatives come from ranks skip_top+1 .. mine_depth"}
+        default=30,
+        metadata={
+            "help": "negatives come from ranks skip_top+1 .. mine_depth",
+            "range": "[1, inf)",
+        },
     )
     val_candidates: int = field(
-        default=30, metadata={"help": "first-stage candidates reranked per validation query"}
+        default=30,
+        metadata={
+            "help": "first-stage candidates reranked per validation query",
+            "range": "[1, inf)",
+        },
     )
     lr: float | None = field(
         default=None,
         metadata={
-            "help": "learning rate [default: 3e-5 from a cross-encoder, 2e-4 from a bi-encoder]"
+            "help": "learning rate [default: 3e-5 from a cross-encoder, 2e-4 from a bi-encoder]",
+            "range": "(0, inf)",
         },
     )
-    batch_size: int = field(default=16, metadata={"help": "training batch size"})
+    batch_size: int = field(
+        default=16, metadata={"help": "training batch size", "range": "[1, inf)"}
+    )
     epochs: float | None = field(
         default=None,
-        metadata={"help": "epochs [default: 1 from a cross-encoder, 2 from a bi-encoder]"},
+        metadata={
+            "help": "epochs [default: 1 from a cross-encoder, 2 from a bi-encoder]",
+            "range": "(0, inf)",
+        },
     )
     warmup_pairs: int | None = field(
         default=None,
         metadata={
-            "help": "title -> abstract lists trained on before the labeled data [default: 400 from a bi-encoder, 0 from a cross-encoder]"
+            "help": "title -> abstract lists trained on before the labeled data [default: 400 from a bi-encoder, 0 from a cross-encoder]",
+            "range": "[0, inf)",
         },
     )
     max_length: int | None = field(
         default=None,
         metadata={
-            "help": "max tokens of query + document [default: 256 from a cross-encoder, 128 from a bi-encoder]"
+            "help": "max tokens of query + document [default: 256 from a cross-encoder, 128 from a bi-encoder]",
+            "range": "[1, inf)",
         },
     )
-    eval_steps: int = field(default=50, metadata={"help": "validate every N steps"})
+    eval_steps: int = field(
+        default=50, metadata={"help": "validate every N steps", "range": "[1, inf)"}
+    )
     patience: int = field(
-        default=3, metadata={"help": "early stopping: evaluations without improvement"}
+        default=3,
+        metadata={"help": "early stopping: evaluations without improvement", "range": "[1, inf)"},
     )
     loss: Literal["auto", "bce", "graded-bce", "listnet"] = field(
         default="auto",
@@ -126,7 +156,13 @@ class TeachConfig:
             "help": "score head; auto: mean-pool from a bi-encoder, the model's classifier otherwise"
         },
     )
-    list_batch: int = field(default=4, metadata={"help": "listnet: queries per batch"})
+    list_positives: int = field(
+        default=4,
+        metadata={"help": "listnet: positives per query's list (sampled)", "range": "[1, inf)"},
+    )
+    list_batch: int = field(
+        default=4, metadata={"help": "listnet: queries per batch", "range": "[1, inf)"}
+    )
     fuse: bool | None = field(
         default=None,
         metadata={
@@ -149,11 +185,6 @@ class TeachConfig:
             )
         if self.skip_top >= self.mine_depth:
             raise InputError(f"must be below mine_depth ({self.mine_depth})", field="skip_top")
-        for name in ("negatives", "batch_size", "eval_steps", "val_candidates", "list_batch"):
-            if getattr(self, name) < 1:
-                raise InputError("must be at least 1", field=name)
-        if not 0 < self.val_fraction < 1:
-            raise InputError("must be between 0 and 1", field="val_fraction")
         names = [m.name for m in self.members]
         if len(set(names)) != len(names):
             raise InputError("member names must be unique", field="members")
@@ -167,7 +198,8 @@ class TeachData:
     documents: dict[str, str]
     qrels: dict[str, dict[str, int]]
     train_rows: list[tuple[str, str, float]]  # (qid, did, target in [0, 1])
-    val_candidates: dict[str, list[str]]
+    val_candidates: dict[str, list[str]]  # the first stage's top-k, no positive injected
+    negative_pools: dict[str, list[str]]  # per training query: unlabeled first-stage ranks
     graded: bool
     figures: dict[str, Any]
     corpus_texts: list[str]  # every document, for first-stage members (BM25 statistics)
@@ -203,6 +235,7 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
     first = _first_stage(config, corpus, queries)
     rng = random.Random(config.seed)
     rows: list[tuple[str, str, float]] = []
+    pools: dict[str, list[str]] = {}  # unlabeled first-stage ranks a list samples negatives from
     mined = 0
     for qid in sorted(parts.train):
         labeled = qrels[qid]
@@ -210,16 +243,21 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         if any(g == 0 for g in labeled.values()):
             continue  # the data brings its own negatives
         ranked = trec_order(first.get(qid, {}))[config.skip_top : config.mine_depth]
-        pool = [d for d in ranked if d not in labeled]
-        for d in rng.sample(pool, min(config.negatives, len(pool))):
+        pools[qid] = [d for d in ranked if d not in labeled]
+        for d in rng.sample(pools[qid], min(config.negatives, len(pools[qid]))):
             rows.append((qid, d, 0.0))
             mined += 1
     rng.shuffle(rows)
-    val = {}
-    for qid in sorted(parts.val):
-        ranked = trec_order(first.get(qid, {}))[: config.val_candidates]
-        val[qid] = list(dict.fromkeys([*ranked, *qrels[qid]]))
+    # Honest validation, the protocol of use: rerank the first stage's top-k as it is. Gold
+    # positives are never injected: on data whose positives the first stage mostly misses,
+    # injected positives reward "unlike a first-stage hit", which is garbage when every
+    # candidate is a first-stage hit (as in `evaluate` and in real use).
+    val = {q: trec_order(first.get(q, {}))[: config.val_candidates] for q in sorted(parts.val)}
+    found = sum(sum(1 for x in val[q] if qrels[q].get(x, 0) > 0) for q in val) / max(
+        1, sum(sum(1 for g in qrels[q].values() if g > 0) for q in val)
+    )
     used = {d for _, d, _ in rows} | {d for ds in val.values() for d in ds}
+    used |= {d for ds in pools.values() for d in ds}
     warmup = _warmup_lists(config, corpus, {d for docs in qrels.values() for d in docs}, rng)
     figures = {
         "train_queries": len(parts.train),
@@ -227,12 +265,14 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         "train_pairs": len(rows),
         "mined_negatives": mined,
         "val_pairs": sum(map(len, val.values())),
+        "val_positives_in_candidates": round(found, 4),
         "labels": "graded" if graded else "binary",
         "warmup_lists": len(warmup),
     }
     echo(
         f"teaching on {figures['train_queries']} queries ({figures['train_pairs']} pairs, {mined} mined negatives), "
-        f"validating on {figures['val_queries']} queries ({figures['val_pairs']} candidates)"
+        f"validating on {figures['val_queries']} queries by reranking the first stage's top "
+        f"{config.val_candidates} ({figures['val_pairs']} candidates, {found:.0%} of their positives)"
     )
     return TeachData(
         queries,
@@ -240,6 +280,7 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
         qrels,
         rows,
         val,
+        pools,
         graded,
         figures,
         [doc.full_text for doc in corpus.values()],
@@ -345,6 +386,38 @@ def build_mean_pool(start: str, max_length: int, seed: int):
     return CrossEncoder(modules=[transformer, Pooling(dim, pooling_mode="mean"), head])
 
 
+def listnet_lists(d: TeachData, config: TeachConfig) -> list[tuple[str, list[str], list[float]]]:
+    """One ListNet list per training query: ``(qid, [dids], [targets])``.
+
+    A list carries up to ``list_positives`` of the query's positives (sampled) and
+    ``negatives`` negatives sampled for this list from the query's pool of unlabeled
+    first-stage ranks, so the cost grows with the number of queries, not of positives, and
+    a query with 40 positives no longer repeats one fixed set of negatives 40 times.
+    ListNet's target spreads over every positive of the list (graded by their targets).
+    """
+    rng = random.Random(config.seed)
+    by_query: dict[str, list[tuple[str, float]]] = {}
+    for q, doc, y in d.train_rows:
+        by_query.setdefault(q, []).append((doc, y))
+    lists = []
+    for q in sorted(by_query):
+        positives = sorted((doc, y) for doc, y in by_query[q] if y > 0)
+        pool = d.negative_pools.get(q) or [doc for doc, y in by_query[q] if y == 0]
+        if not positives or not pool:
+            continue
+        chosen = rng.sample(positives, min(config.list_positives, len(positives)))
+        negatives = rng.sample(pool, min(config.negatives, len(pool)))
+        lists.append(
+            (
+                q,
+                [doc for doc, _ in chosen] + negatives,
+                [float(y) for _, y in chosen] + [0.0] * len(negatives),
+            )
+        )
+    rng.shuffle(lists)
+    return lists
+
+
 def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     """(dataset, loss, loss description, per-device batch size) for the recipe."""
     import torch
@@ -352,30 +425,19 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
 
     if r.loss == "listnet":
-        by_query: dict[str, list[tuple[str, float]]] = {}
-        for q, doc, y in d.train_rows:
-            by_query.setdefault(q, []).append((doc, y))
-        queries, docs, labels = [], [], []
-        for q in sorted(by_query):
-            negatives = [doc for doc, y in by_query[q] if y == 0]
-            for doc, y in by_query[q]:
-                if y > 0:
-                    queries.append(d.queries[q])
-                    docs.append([d.documents[doc]] + [d.documents[n] for n in negatives])
-                    labels.append([float(y)] + [0.0] * len(negatives))
-        order = list(range(len(queries)))
-        random.Random(config.seed).shuffle(order)
+        lists = listnet_lists(d, config)
         dataset = Dataset.from_dict(
             {
-                "query": [queries[i] for i in order],
-                "docs": [docs[i] for i in order],
-                "labels": [labels[i] for i in order],
+                "query": [d.queries[q] for q, _, _ in lists],
+                "docs": [[d.documents[x] for x in docs] for _, docs, _ in lists],
+                "labels": [labels for _, _, labels in lists],
             }
         )
         return (
             dataset,
             ListNetLoss(model),
-            "ListNet (listwise softmax over the positive and its negatives)",
+            f"ListNet (one list per query: up to {config.list_positives} positives and "
+            f"{config.negatives} negatives sampled for that list)",
             config.list_batch,
         )
     dataset = Dataset.from_dict(
@@ -642,22 +704,101 @@ def _first_stage_member(
     }
 
 
-def run(config: TeachConfig, echo=click.echo) -> Path:
-    started = time.time()
-    d = prepare(config, echo)
-    out = Path(config.output)
-    from distill.models import model_kind
+def _fuse(
+    results: dict[str, dict[str, Any]], tmp: Path, config: TeachConfig, evaluator, echo
+) -> dict[str, Any]:
+    """Combine the members' calibrated logits on one scale and save ``ensemble.json``.
 
+    Each member's logits are divided by their spread on validation before weights are
+    fitted, so a weight means the same for every member (raw logits of different scales let
+    a 0.10 weight decide the whole ranking). The stored weights include that division. The
+    grid holds every member alone, so the fused teacher is never below its best member on
+    validation.
+    """
+    from teachers.calibration import Calibration
+
+    logits = {
+        n: Calibration.load(tmp / "members" / n).logit(r["val_scores"]) for n, r in results.items()
+    }
+    spread = {n: float(np.std(v)) or 1.0 for n, v in logits.items()}
+    if config.combine == "mean":
+        weights = {n: 1 / len(logits) for n in logits}
+    else:
+        weights = _fit_weights({n: v / spread[n] for n, v in logits.items()}, evaluator)
+    stored = {n: weights[n] / spread[n] for n in logits}
+    combined = sum(stored[n] * logits[n] for n in logits)
+    ens = evaluator.evaluate_scores(combined)
+    cal = fit_platt(combined, evaluator.labels())
+    save_ensemble(
+        tmp,
+        [(n, f"members/{n}", stored[n]) for n in logits],
+        cal,
+        {"combine": config.combine, "validation": ens, "weights_on_unit_spread": weights},
+    )
+    reliability_plot(combined, evaluator.labels(), cal, tmp / "reliability.png")
+    echo(
+        f"ensemble ({config.combine}; weights on unit-spread scores "
+        f"{', '.join(f'{n} {w:.2f}' for n, w in weights.items())}): "
+        f"validation NDCG@10 {ens['ndcg@10']:.4f}, MRR@10 {ens['mrr@10']:.4f}"
+    )
+    return {
+        "weights": weights,
+        "stored_weights": stored,
+        "validation": ens,
+        "ece_after": round(cal.ece_after, 4),
+    }
+
+
+def _first_stage_order(evaluator) -> dict[str, float]:
+    """Validation figures of the candidates in the first stage's own order (no teacher)."""
+    rank: dict[str, int] = {}
+    scores = []
+    for q, _ in evaluator.owners:
+        rank[q] = rank.get(q, 0) + 1
+        scores.append(-rank[q])
+    return evaluator.evaluate_scores(np.asarray(scores, dtype=np.float64))
+
+
+def guard(teacher: float, baselines: dict[str, float], allow_worse: bool, echo) -> None:
+    """Refuse a teacher that does not beat every baseline on honest validation."""
+    best = max(baselines, key=baselines.get)
+    figures = ", ".join(f"{n} {v:.4f}" for n, v in baselines.items())
+    if teacher > baselines[best]:
+        echo(f"teacher: validation NDCG@10 {teacher:.4f} beats {figures}")
+        return
+    message = (
+        f"the teacher does not beat {best} on validation (first stage's top-k reranked, NDCG@10 "
+        f"teacher {teacher:.4f}; {figures}). Nothing was saved; pass --allow-worse to keep it anyway."
+    )
+    if not allow_worse:
+        raise TeacherNotBetter(message)
+    echo(f"warning: {message.split('. Nothing')[0]}; kept because of --allow-worse", err=True)
+
+
+def run(config: TeachConfig, echo=click.echo) -> Path:
+    from distill.models import model_kind, resolve_model
+    from teachers.evaluator import RerankEvaluator
+
+    started = time.time()
+    starts = [resolve_model(m.model) for m in config.members] or [resolve_model(config.model)]
+    out = artifacts.claim_output(
+        config.output, stage="teach", inputs=[config.data, *starts], overwrite=config.overwrite
+    )
+    d = prepare(config, echo)
     members = config.members or [MemberConfig(name="teacher", model=config.model)]
     fuse = (
         config.fuse
         if config.fuse is not None
         else (not config.members and model_kind(config.model) != "cross")
     )
+    single = not config.members and not fuse
+    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels)
+    first = _first_stage_order(evaluator)
+    echo(f"first stage alone ({config.negatives_from}): validation NDCG@10 {first['ndcg@10']:.4f}")
     results: dict[str, dict[str, Any]] = {}
-    with artifacts.atomic_path(out) as tmp:
+    figures: dict[str, Any] = {"data": d.figures, "first_stage": first}
+    with artifacts.atomic_path(out, stage="teach", overwrite=config.overwrite) as tmp:
         tmp.mkdir(parents=True)
-        single = not config.members and not fuse
         for m in members:
             target = tmp if single else tmp / "members" / m.name
             results[m.name] = train_member(
@@ -672,46 +813,26 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
                 epochs=m.epochs,
                 echo=echo,
             )
-        figures: dict[str, Any] = {"data": d.figures}
-        if not single:
-            from teachers.calibration import Calibration
-            from teachers.evaluator import RerankEvaluator
-
-            evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels)
-            if fuse:
-                for kind in ("bm25", "bi-encoder"):
-                    results[kind] = _first_stage_member(
-                        kind, d, config, tmp / "members" / kind, evaluator, echo
-                    )
-            logits = {
-                n: Calibration.load(tmp / "members" / n).logit(r["val_scores"])
-                for n, r in results.items()
-            }
-            if config.combine == "mean":
-                weights = {n: 1 / len(logits) for n in logits}
-            else:
-                weights = _fit_weights(logits, evaluator)
-            combined = sum(weights[n] * logits[n] for n in logits)
-            ens = evaluator.evaluate_scores(combined)
-            cal = fit_platt(combined, evaluator.labels())
-            save_ensemble(
-                tmp,
-                [(n, f"members/{n}", weights[n]) for n in logits],
-                cal,
-                {"combine": config.combine, "validation": ens},
-            )
-            reliability_plot(combined, evaluator.labels(), cal, tmp / "reliability.png")
-            figures["ensemble"] = {
-                "weights": weights,
-                "validation": ens,
-                "ece_after": round(cal.ece_after, 4),
-            }
-            echo(
-                f"ensemble ({config.combine}; weights {', '.join(f'{n} {w:.2f}' for n, w in weights.items())}): validation NDCG@10 {ens['ndcg@10']:.4f}, MRR@10 {ens['mrr@10']:.4f}"
-            )
+        baselines = {f"first stage ({config.negatives_from})": first["ndcg@10"]}
+        baselines.update(
+            {f"{n}'s start": r["before"]["ndcg@10"] for n, r in results.items() if r.get("loss")}
+        )
+        if fuse:
+            for kind in ("bm25", "bi-encoder"):
+                results[kind] = _first_stage_member(
+                    kind, d, config, tmp / "members" / kind, evaluator, echo
+                )
+                baselines[kind] = results[kind]["after"]["ndcg@10"]
+        if single:
+            teacher = results[members[0].name]["after"]["ndcg@10"]
+        else:
+            figures["ensemble"] = _fuse(results, tmp, config, evaluator, echo)
+            teacher = figures["ensemble"]["validation"]["ndcg@10"]
+        guard(teacher, baselines, config.allow_worse, echo)
         for r in results.values():
             r.pop("val_scores", None)
         figures["members"] = results
+        figures["baselines"] = baselines
     inputs = {"data": data.load_labeled(config.data, config.split).source}
     artifacts.write_manifest(
         out, stage="teach", config=asdict(config), inputs=inputs, figures=figures, started=started
