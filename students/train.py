@@ -31,7 +31,8 @@ import click
 import numpy as np
 
 from distill import artifacts, data
-from distill.errors import InputError
+from distill.errors import InputError, Refused
+from students.validation import retrieval_ndcg, retrieval_pool, split_validation
 
 
 @dataclass
@@ -115,11 +116,45 @@ class StudentConfig:
         default=False,
         metadata={"help": "also export an ONNX model (sentence-transformers' exporter)"},
     )
+    max_positives: int = field(
+        default=4,
+        metadata={
+            "help": "examples per query and epoch at most: its positives are sampled (a query with 40 positives must not outweigh 40 others)",
+            "range": "[1, inf)",
+        },
+    )
+    val_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "share of the labelled queries with gold positives held out to validate the student against its start (0 = off)",
+            "range": "[0, 1)",
+        },
+    )
+    val_max_queries: int = field(
+        default=500, metadata={"help": "validation queries at most", "range": "[1, inf)"}
+    )
+    val_docs: int = field(
+        default=20000,
+        metadata={
+            "help": "validation retrieves from the whole corpus up to this many documents (else a sample holding the validation queries' candidates)",
+            "range": "[1, inf)",
+        },
+    )
+    allow_worse: bool = field(
+        default=False,
+        metadata={"help": "keep a student that is worse than its start on validation"},
+    )
 
     @property
     def in_batch_weight(self) -> float:
         """The in-batch term's weight as trained: 0 for MNRL, an in-batch loss already."""
         return 0.0 if self.loss == "mnrl" else self.in_batch
+
+
+# The auto temperature is teacher spread / student spread. A ratio 100x away from 1 in either
+# direction means one of them hardly separates the candidates (seen: 0.0057 from a teacher that
+# had learned a shortcut, against 0.41 on SciFact), so it is reported, not silently used.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
 @dataclass
@@ -153,6 +188,7 @@ def auto_temperature(
     corpus,
     config: StudentConfig,
     sample: int = 24,
+    spreads: dict[str, float] | None = None,
 ) -> float:
     """The teacher temperature that puts the teacher's scores in the student's units.
 
@@ -185,6 +221,8 @@ def auto_temperature(
             )
             student_spread.append(float(np.std(config.scale * (dv @ qv[0]))))
     t, s = float(np.median(teacher_spread)), float(np.median(student_spread))
+    if spreads is not None:
+        spreads.update(teacher=t, student=s)
     return t / s if t > 0 and s > 0 else 1.0
 
 
@@ -197,30 +235,42 @@ def select_negatives(
     margin: float,
     rng: random.Random,
 ) -> list[int]:
-    """Indices of up to ``k`` negatives from the teacher's top ``depth``, skipping ``exclude``
-    and any candidate whose score is within ``margin`` of the positive's (false negatives)."""
-    order = np.argsort(-scores, kind="stable")[:depth]
+    """Indices of up to ``k`` negatives among the ``depth`` best-scored eligible candidates:
+    not in ``exclude`` (the query's positives) and not within ``margin`` of the positive's
+    score (likely unlabeled positives). When the teacher's top ranks are all positives, the
+    negatives come from deeper ranks instead of none at all."""
+    order = np.argsort(-scores, kind="stable")
     pool = [
         int(i) for i in order if int(i) not in exclude and scores[i] < scores[positive] - margin
-    ]
+    ][:depth]
     return rng.sample(pool, min(k, len(pool)))
 
 
 def build_examples(
-    labels: dict[str, QueryLabels], config: StudentConfig, epoch: int
+    labels: dict[str, QueryLabels],
+    config: StudentConfig,
+    epoch: int,
+    counts: dict[str, int] | None = None,
 ) -> list[tuple[str, list[str], list[float]]]:
     """(qid, [positive did, negative dids...], teacher scores) for one epoch; deterministic
-    in (seed, epoch). Queries with too few usable negatives are dropped."""
+    in (seed, epoch). Each query gives at most ``max_positives`` examples (its positives
+    sampled). ``counts`` receives how many were built and how many dropped, and why."""
     rng = random.Random(config.seed * 1000 + epoch)
     out = []
+    tally = dict.fromkeys(
+        ("built", "positives_not_sampled", "dropped_no_gold", "dropped_too_few_negatives"), 0
+    )
     for qid in sorted(labels):
         lab = labels[qid]
         gold = [i for i, g in enumerate(lab.gold) if g > 0]
         unlabeled = not gold
         positives = gold or [int(np.argmax(lab.scores))]
-        for pos in positives:
+        chosen = sorted(rng.sample(positives, min(config.max_positives, len(positives))))
+        tally["positives_not_sampled"] += len(positives) - len(chosen)
+        for pos in chosen:
             if config.loss == "mnrl":
                 if unlabeled:
+                    tally["dropped_no_gold"] += 1
                     continue  # the supervised baseline uses gold labels only
                 pool = [
                     i for i in range(3, min(len(lab.dids), config.negative_depth)) if i not in gold
@@ -237,9 +287,13 @@ def build_examples(
                     rng,
                 )
                 if len(negs) < config.negatives:
+                    tally["dropped_too_few_negatives"] += 1
                     continue
             idx = [pos, *negs]
             out.append((qid, [lab.dids[i] for i in idx], [float(lab.scores[i]) for i in idx]))
+    tally["built"] = len(out)
+    if counts is not None:
+        counts.update(tally)
     rng.shuffle(out)
     return out
 
@@ -274,7 +328,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
 
     started = time.time()
     dataset = data.open_dataset(config.data)
-    queries, _, _ = load_query_set(dataset, config.queries)
+    queries, qrels, _ = load_query_set(dataset, config.queries)
     corpus = dataset.corpus
     labels_dir = Path(config.labels)
     artifacts.claim_output(
@@ -286,6 +340,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     if not (labels_dir / "manifest.json").is_file():
         raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
     labels = group_labels(read_labels(labels_dir))
+    labels_all = labels
     outside = sorted(set(labels) - set(queries))
     if len(outside) == len(labels):
         raise InputError(
@@ -299,6 +354,14 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             err=True,
         )
         labels = {q: lab for q, lab in labels.items() if q in queries}
+    held = split_validation(
+        {q: queries[q] for q in labels},
+        qrels,
+        config.val_fraction,
+        config.val_max_queries,
+        config.seed,
+    )
+    labels = {q: lab for q, lab in labels.items() if q not in held}
     out = Path(config.output)
     ckpt_dir = out.parent / f".{out.name}-checkpoints"
     try:
@@ -316,21 +379,43 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     )
     set_seed(config.seed)
     model = load_bi_encoder(config.model)
+    validation = None
+    if held and accelerator.is_main_process:
+        validation = _Validation(held, labels_all, queries, qrels, corpus, config)
+        validation.measure("start", model, echo)
+    elif not held:
+        echo(
+            "note: the student is not validated against its start (fewer than 10 labelled "
+            "queries with gold positives to hold out, or val_fraction 0)",
+            err=True,
+        )
     temperature = config.teacher_temperature
     if config.loss != "mnrl":
         if temperature is None:
-            temperature = auto_temperature(labels, model, queries, corpus, config)
+            spreads: dict[str, float] = {}
+            temperature = auto_temperature(labels, model, queries, corpus, config, spreads=spreads)
             echo(
                 f"teacher temperature {temperature:.4g} (auto: teacher spread / student spread)",
                 err=True,
             )
+            if not TEMPERATURE_BOUNDS[0] <= temperature <= TEMPERATURE_BOUNDS[1]:
+                echo(
+                    f"warning: teacher temperature {temperature:.4g} is outside "
+                    f"{TEMPERATURE_BOUNDS[0]}..{TEMPERATURE_BOUNDS[1]}: the teacher's scores spread "
+                    f"{spreads.get('teacher', 0):.4g} over a query's top {config.negative_depth}, "
+                    f"the start student's {spreads.get('student', 0):.4g}. A teacher that barely "
+                    "separates the candidates (or separates them wildly) teaches little; check "
+                    "its validation figures.",
+                    err=True,
+                )
         labels = {
             q: QueryLabels(lab.dids, lab.scores / np.float32(temperature), lab.gold)
             for q, lab in labels.items()
         }
     set_seed(config.seed)
     loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch_weight)
-    examples_0 = build_examples(labels, config, 0)
+    counts: dict[str, int] = {}
+    examples_0 = build_examples(labels, config, 0, counts)
     if not examples_0:
         raise InputError(
             "no usable training examples: too few candidates below the false-negative margin; lower false_negative_margin or negatives",
@@ -433,6 +518,9 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         accelerator.end_training()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
+        if validation is not None:
+            validation.measure("student", final, echo)
+            validation.guard(config.allow_worse, echo)
         final.max_seq_length = config.max_doc_length
         with artifacts.atomic_path(out, stage="train-student", overwrite=config.overwrite) as tmp:
             final.save(str(tmp), safe_serialization=True)
@@ -452,6 +540,8 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "final_loss": losses[-1] if losses else None,
             "train_seconds": round(time.time() - started, 1),
             "teacher_temperature": temperature,
+            "examples_epoch_0": counts,
+            "validation": None if validation is None else validation.figures(),
         }
         artifacts.write_manifest(
             out,
@@ -465,6 +555,48 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             f"trained {config.loss} student: {len(examples_0)} examples/epoch, {step} steps in {time.time() - started:.0f}s; wrote {out}"
         )
     return out
+
+
+class _Validation:
+    """The start and the trained student, each retrieving for the held-out queries."""
+
+    def __init__(self, held, labels, queries, qrels, corpus, config: StudentConfig) -> None:
+        keep = {d for q in held for d in labels[q].dids} | {d for q in held for d in qrels[q]}
+        self.pool = retrieval_pool(corpus, keep & set(corpus), config.val_docs, config.seed)
+        self.queries = {q: queries[q] for q in sorted(held)}
+        self.qrels = {q: qrels[q] for q in held}
+        self.config = config
+        self.ndcg: dict[str, float] = {}
+
+    def measure(self, name: str, model, echo) -> None:
+        self.ndcg[name] = retrieval_ndcg(
+            model,
+            self.pool,
+            self.queries,
+            self.qrels,
+            query_length=self.config.max_query_length,
+            doc_length=self.config.max_doc_length,
+        )
+        echo(
+            f"{name}: validation NDCG@10 {self.ndcg[name]:.4f} ({len(self.queries)} held-out "
+            f"queries retrieving from {len(self.pool):,} documents)",
+            err=True,
+        )
+
+    def figures(self) -> dict:
+        return {"queries": len(self.queries), "documents": len(self.pool), "ndcg@10": self.ndcg}
+
+    def guard(self, allow_worse: bool, echo) -> None:
+        start, student = self.ndcg["start"], self.ndcg["student"]
+        if student >= start:
+            return
+        message = (
+            f"the student is worse than its start on validation (full retrieval, NDCG@10 "
+            f"student {student:.4f} vs start {start:.4f} on {len(self.queries)} held-out queries)."
+        )
+        if not allow_worse:
+            raise Refused(f"{message} Nothing was saved; pass --allow-worse to keep it anyway.")
+        echo(f"warning: {message} Kept because of --allow-worse.", err=True)
 
 
 def _card(

@@ -279,7 +279,15 @@ def test_label_bad_candidates(case, tmp_path, capsys, no_teacher_load):
     cands, field, words = case(tmp_path)
     out = tmp_path / "labels"
     teacher = _bm25_teacher(tmp_path / "teacher")
-    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    argv = [
+        "label",
+        _beir(tmp_path / "beir"),
+        "--candidates",
+        cands,
+        "--teacher",
+        teacher,
+        "--allow-worse",
+    ]
     code, _, err = run_cli([*argv, "--output", out], capsys)
     line = _assert_one_line(code, err, "c.parquet", field)
     assert words in line
@@ -323,7 +331,15 @@ def test_label_bad_teacher_folder(case, tmp_path, capsys, no_teacher_load):
     teacher, where, field, words = case(tmp_path)
     cands = _candidates(tmp_path / "c.parquet", [("q1", "d1", 1)])
     out = tmp_path / "labels"
-    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    argv = [
+        "label",
+        _beir(tmp_path / "beir"),
+        "--candidates",
+        cands,
+        "--teacher",
+        teacher,
+        "--allow-worse",
+    ]
     code, _, err = run_cli([*argv, "--output", out], capsys)
     assert words in _assert_one_line(code, err, where, field)
     assert not out.exists()
@@ -363,7 +379,15 @@ def labels_dir(tmp_path, capsys) -> Path:
     """A finished `distill label` folder (BM25 teacher, two pairs) beside a BEIR folder."""
     cands = _candidates(tmp_path / "c.parquet", [("q1", "d1", 1), ("q1", "d2", 2)])
     teacher = _bm25_teacher(tmp_path / "teacher")
-    argv = ["label", _beir(tmp_path / "beir"), "--candidates", cands, "--teacher", teacher]
+    argv = [
+        "label",
+        _beir(tmp_path / "beir"),
+        "--candidates",
+        cands,
+        "--teacher",
+        teacher,
+        "--allow-worse",
+    ]
     code, _, err = run_cli([*argv, "--output", tmp_path / "labels"], capsys)
     assert code == 0, err
     return tmp_path / "labels"
@@ -401,7 +425,15 @@ def test_label_resume_discards_damaged_progress(labels_dir, tmp_path, capsys):
     before = read_labels(labels_dir).to_pylist()
     _damage_progress(labels_dir)
     cands, teacher = tmp_path / "c.parquet", tmp_path / "teacher"
-    argv = ["label", tmp_path / "beir", "--candidates", cands, "--teacher", teacher]
+    argv = [
+        "label",
+        tmp_path / "beir",
+        "--candidates",
+        cands,
+        "--teacher",
+        teacher,
+        "--allow-worse",
+    ]
     code, out, err = run_cli([*argv, "--output", labels_dir], capsys)
     assert code == 0, err
     assert "Traceback" not in err

@@ -27,6 +27,7 @@ mine:
   k: 10
 label:
   shard_size: 200
+  allow_worse: true
 student:
   model: {tiny["bert-bi"]}
   lr: {student_lr}

@@ -100,8 +100,43 @@ def test_false_negative_filter():
     rng = random.Random(0)
     picked = select_negatives(scores, positive=0, exclude={0}, k=10, depth=10, margin=1.0, rng=rng)
     assert sorted(picked) == [2, 3, 5]  # 1 (8.8) and 4 (8.5) are within 1.0 of the positive
-    # depth 4 = the teacher's top 4 (indices 0, 1, 4, 2): only 2 is far enough below the positive
-    assert select_negatives(scores, 0, {0}, 10, depth=4, margin=1.0, rng=rng) == [2]
+    # depth 2 = the 2 best-scored eligible candidates: 2 (3.0) and 3 (2.0)
+    assert sorted(select_negatives(scores, 0, {0}, 10, depth=2, margin=1.0, rng=rng)) == [2, 3]
+
+
+def test_negatives_come_from_deeper_ranks_when_the_top_is_all_positives():
+    """Prevents a query with many positives losing all its examples: its teacher top 5 are
+    all positives, so its negatives must come from ranks 6 and below (by hand: 5 and 6)."""
+    scores = np.array([9.0, 8.0, 7.0, 6.0, 5.0, 1.0, 0.5, 0.2], dtype=np.float32)
+    picked = select_negatives(
+        scores, 0, {0, 1, 2, 3, 4}, 2, depth=2, margin=1.0, rng=random.Random(0)
+    )
+    assert sorted(picked) == [5, 6]
+
+
+def test_examples_sample_at_most_max_positives_and_count_drops():
+    """Prevents a query with 40 positives outweighing 40 others, and drops nobody can see:
+    10 gold positives with max_positives 3 give 3 examples and 7 unsampled positives; a query
+    whose candidates are all positives is counted as dropped for too few negatives."""
+    from students.train import QueryLabels
+
+    many = QueryLabels(
+        [f"p{i}" for i in range(10)] + ["n1", "n2"],
+        np.array([9.0 - i * 0.1 for i in range(10)] + [0.0, -1.0], dtype=np.float32),
+        np.array([1] * 10 + [0, 0]),
+    )
+    full = QueryLabels(["a", "b"], np.array([2.0, 1.0], dtype=np.float32), np.array([1, 1]))
+    cfg = StudentConfig(data="x", negatives=2, max_positives=3, false_negative_margin=0.5)
+    counts: dict[str, int] = {}
+    examples = build_examples({"many": many, "full": full}, cfg, 0, counts)
+    assert [q for q, _, _ in examples] == ["many"] * 3
+    assert all(sorted(dids[1:]) == ["n1", "n2"] for _, dids, _ in examples)
+    assert counts == {
+        "built": 3,
+        "positives_not_sampled": 7,
+        "dropped_no_gold": 0,
+        "dropped_too_few_negatives": 2,
+    }
 
 
 def test_examples_use_gold_or_teacher_top():
@@ -159,6 +194,7 @@ def labels_dir(scifact_slice, tiny_models, tmp_path_factory):
             tiny_models["bert-cross"],
             "--output",
             str(root / "labels"),
+            "--allow-worse",  # a random tiny teacher: worse than BM25, used for the mechanics
         ],
     ):
         try:
