@@ -3,8 +3,9 @@
 Real datasets of another common shape have about 40 graded positives per query, most of
 which the first stage does not retrieve. We have none offline, so this builds one: each
 sampled train and test query keeps its SciFact positives (grade 2) and gains as positives
-(grade 1) the ``--positives`` documents nearest to them by the base bi-encoder (document to
-document, so the query's own words play no part). The whole corpus is kept. It prints how
+(grade 1) the ``--positives`` documents nearest to them, taken in turn from two neighbour
+lists, the base bi-encoder's and BM25's (document to document, so the query's own words play
+no part, and neither first stage is handed all the positives). The whole corpus is kept. It prints how
 many positives the first stage finds in its top 30, the property that made the default
 pipeline fail silently on the real data.
 
@@ -24,16 +25,21 @@ import numpy as np
 from distill import data, metrics, models, retrieval
 
 
-def widen(qrels, doc_ids, emb, positives):
-    """{qid: {did: grade}}: gold docs at grade 2, their nearest documents at grade 1."""
+def widen(qrels, corpus, doc_ids, emb, positives):
+    """{qid: {did: grade}}: gold docs at grade 2, their nearest documents at grade 1, taken
+    alternately from the dense and the BM25 neighbours of the gold documents."""
     row = {d: i for i, d in enumerate(doc_ids)}
+    gold = {q: [d for d, g in docs.items() if g > 0 and d in row] for q, docs in qrels.items()}
+    lexical = retrieval.bm25_search(
+        corpus, {q: " ".join(corpus[d].full_text for d in g) for q, g in gold.items()}, positives
+    )
     out = {}
-    for qid, docs in qrels.items():
-        gold = [d for d, g in docs.items() if g > 0 and d in row]
-        centre = emb[[row[d] for d in gold]].mean(axis=0)
-        order = np.argsort(-(emb @ centre))
-        extra = [doc_ids[i] for i in order if doc_ids[i] not in gold][: positives - len(gold)]
-        out[qid] = {**dict.fromkeys(gold, 2), **dict.fromkeys(extra, 1)}
+    for qid, docs in gold.items():
+        dense = [doc_ids[i] for i in np.argsort(-(emb @ emb[[row[d] for d in docs]].mean(axis=0)))]
+        bm25 = sorted(lexical[qid], key=lexical[qid].get, reverse=True)
+        merged = [d for pair in zip(dense, bm25, strict=False) for d in pair]
+        extra = [d for d in dict.fromkeys(merged) if d not in docs][: positives - len(docs)]
+        out[qid] = {**dict.fromkeys(docs, 2), **dict.fromkeys(extra, 1)}
     return out
 
 
@@ -63,7 +69,7 @@ def main() -> None:
     for split, n in (("train", args.train_queries), ("test", args.test_queries)):
         full = ds.qrels(split)
         keep = sorted(rng.sample(sorted(full), min(n, len(full))))
-        wide = widen({q: full[q] for q in keep}, doc_ids, emb, args.positives)
+        wide = widen({q: full[q] for q in keep}, corpus, doc_ids, emb, args.positives)
         data.write_qrels(wide, out / "qrels" / f"{split}.tsv")
         queries.update({q: ds.queries[q] for q in keep})
         texts = {q: ds.queries[q] for q in keep}

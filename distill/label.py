@@ -44,6 +44,7 @@ import numpy as np
 
 from distill import artifacts, data
 from distill.errors import InputError
+from distill.progress import progress as progress_bar
 
 PROGRESS = "progress.json"
 
@@ -283,7 +284,6 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from distill.mine import load_query_set
     from distill.models import resolve_model
@@ -372,12 +372,13 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     names = (
         [m.name for m in teacher.members if m.weight != 0] if hasattr(teacher, "members") else []
     )
-    bar = tqdm(
-        total=sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_),
-        unit="pair",
-        desc="labelling",
-        disable=not mine_,
+    todo = sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_)
+    echo(
+        f"plan: {len(pairs):,} pairs of {len(ranked):,} queries in {n_shards} shards; "
+        f"{len(done)} done before, {todo:,} pairs to score here",
+        err=True,
     )
+    bar = progress_bar(todo, "labelling", "pairs", disable=not mine_)
     for index in mine_:
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         texts = [(queries[q], corpus[d].full_text) for q, d in chunk]

@@ -32,6 +32,7 @@ import numpy as np
 
 from distill import artifacts, data
 from distill.errors import InputError, Refused
+from distill.progress import progress
 from students.validation import retrieval_ndcg, retrieval_pool, split_validation
 
 
@@ -143,6 +144,17 @@ class StudentConfig:
     allow_worse: bool = field(
         default=False,
         metadata={"help": "keep a student that is worse than its start on validation"},
+    )
+    max_steps: int | None = field(
+        default=None,
+        metadata={"help": "stop after this many optimizer steps", "range": "[1, inf)"},
+    )
+    time_budget: float | None = field(
+        default=None,
+        metadata={
+            "help": "minutes of training at most (then the student is saved as it is)",
+            "range": "(0, inf)",
+        },
     )
 
     @property
@@ -298,6 +310,32 @@ def build_examples(
     return out
 
 
+def optimizer_steps(
+    examples: int,
+    batch_size: int,
+    processes: int,
+    grad_accum: int,
+    epochs: int,
+    max_steps: int | None = None,
+) -> int:
+    """Optimizer steps of a run: each takes ``batch_size`` examples on each of ``processes``,
+    ``grad_accum`` times; capped at ``max_steps``."""
+    per_epoch = -(-examples // (batch_size * processes * grad_accum))
+    total = per_epoch * epochs
+    return min(total, max_steps) if max_steps else total
+
+
+def _out_of_time(budget_end: float | None, accelerator) -> bool:
+    """True once the time budget is spent on any process (all processes agree, so none waits
+    alone at the next collective)."""
+    import torch
+
+    if budget_end is None:
+        return False
+    late = torch.tensor([float(time.time() >= budget_end)], device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
+
+
 def _mixed_precision(choice: str) -> str:
     import torch
 
@@ -421,12 +459,22 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "no usable training examples: too few candidates below the false-negative margin; lower false_negative_margin or negatives",
             path=labels_dir,
         )
-    steps_per_epoch = -(
-        -len(examples_0) // (config.batch_size * accelerator.num_processes * config.grad_accum)
+    total = optimizer_steps(
+        len(examples_0),
+        config.batch_size,
+        accelerator.num_processes,
+        config.grad_accum,
+        config.epochs,
+        config.max_steps,
     )
-    total = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    # accelerate's prepared scheduler steps num_processes times per optimizer step (unless
+    # split_batches): size it in those steps, or warm-up and decay end 1/N of the way through
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer,
+        int(config.warmup * total) * accelerator.num_processes,
+        total * accelerator.num_processes,
+    )
     index_loader = torch.utils.data.DataLoader(
         range(len(examples_0)), batch_size=config.batch_size, shuffle=True
     )
@@ -458,17 +506,24 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         )
         return {k: v.to(accelerator.device) if hasattr(v, "to") else v for k, v in feats.items()}
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc="training student",
-        disable=not accelerator.is_local_main_process,
+    echo(
+        f"plan: {len(examples_0):,} examples/epoch ({counts['positives_not_sampled']:,} positives "
+        f"not sampled, {counts['dropped_too_few_negatives'] + counts['dropped_no_gold']:,} "
+        f"dropped), {total:,} optimizer steps of {config.batch_size * accelerator.num_processes * config.grad_accum} "
+        f"queries x {config.negatives + 1} documents"
+        + ("" if config.time_budget is None else f", at most {config.time_budget:g} min"),
+        err=True,
     )
+    bar = progress(
+        total, "training student", "steps", initial=step,
+        disable=not accelerator.is_local_main_process,
+    )  # fmt: skip
     model.train()
     losses: list[float] = []
+    budget_end = None if config.time_budget is None else time.time() + 60 * config.time_budget
     for epoch in range(start_epoch, config.epochs):
+        if step >= total or _out_of_time(budget_end, accelerator):
+            break
         examples = build_examples(labels, config, epoch)
         index_loader.set_epoch(epoch)
         loader = (
@@ -499,7 +554,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
                 step += 1
-                losses.append(float(loss.detach()))
+                losses.append(float(accelerator.gather(loss.detach()).mean()))
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if log_with:
@@ -511,6 +566,8 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
                     accelerator.save_state(str(target_dir))
                     if accelerator.is_main_process:
                         (target_dir / "done").write_text("ok")
+                if step >= total or _out_of_time(budget_end, accelerator):
+                    break
         skip = 0
     bar.close()
     accelerator.wait_for_everyone()

@@ -32,6 +32,7 @@ import numpy as np
 
 from distill import artifacts, data
 from distill.errors import InputError, Refused
+from distill.progress import trainer_callbacks
 from distill.split import split_queries
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.scoring import save_ensemble
@@ -172,6 +173,24 @@ class TeachConfig:
     allow_worse: bool = field(
         default=False, metadata={"help": "keep a tuned teacher that does not beat its start"}
     )
+    max_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop after this many optimizer steps (overrides epochs)",
+            "range": "[1, inf)",
+        },
+    )
+    time_budget: float | None = field(
+        default=None,
+        metadata={
+            "help": "minutes of training per member at most; the best checkpoint so far is kept",
+            "range": "(0, inf)",
+        },
+    )
+    val_max_queries: int = field(
+        default=300,
+        metadata={"help": "validation queries at most (a sample)", "range": "[1, inf)"},
+    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "let the model run its own code"}
     )
@@ -231,7 +250,9 @@ def prepare(config: TeachConfig, echo=click.echo) -> TeachData:
     grades = [g for docs in qrels.values() for g in docs.values()]
     graded = config.loss == "graded-bce" or (config.loss == "auto" and not data.is_binary(grades))
     top = max(grades) if graded else 1
-    parts = split_queries(queries, config.val_fraction, config.seed)
+    # validation is capped so that evaluating stays a small share of training time
+    fraction = min(config.val_fraction, config.val_max_queries / max(1, len(queries)))
+    parts = split_queries(queries, fraction, config.seed)
     first = _first_stage(config, corpus, queries)
     rng = random.Random(config.seed)
     rows: list[tuple[str, str, float]] = []
@@ -459,6 +480,31 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     )
 
 
+def _print_plan(name: str, trainer, model, evaluator, batch_size: int, echo) -> None:
+    """Steps, validations and a time estimate, from timing the model on 32 validation pairs
+    (a training step costs about 3 forward passes of its texts: forward, backward, update)."""
+    import torch
+
+    args = trainer.args
+    per_epoch = -(-len(trainer.train_dataset) // batch_size)
+    steps = args.max_steps if args.max_steps > 0 else int(per_epoch * args.num_train_epochs + 0.999)
+    probe = evaluator.pairs[:32]
+    started = time.time()
+    model.predict(probe, batch_size=32, activation_fn=torch.nn.Identity(), show_progress_bar=False)
+    per_pair = (time.time() - started) / max(1, len(probe))
+    first = trainer.train_dataset[0]
+    texts = len(first["docs"]) if "docs" in first else 1
+    seconds = steps * batch_size * texts * per_pair * 3
+    evals = steps // args.eval_steps + 1
+    seconds += evals * len(evaluator.pairs) * per_pair
+    echo(
+        f"plan for {name}: {len(trainer.train_dataset):,} training examples, {steps:,} steps "
+        f"({batch_size} x {texts} texts each), {evals} validations of {len(evaluator.pairs):,} "
+        f"pairs; about {seconds / 60:.0f} min on this machine (probe: {per_pair * 1000:.0f} ms "
+        "per pair forward)"
+    )
+
+
 def _warm_up(model, d: TeachData, r: Recipe, config: TeachConfig, out: Path, echo) -> dict:
     """One pass of ListNet over the title -> abstract lists, before the labeled data: it teaches
     the fresh head what a match looks like on in-domain text, which the labeled data alone (a
@@ -569,6 +615,7 @@ def train_member(
         args = CrossEncoderTrainingArguments(
             output_dir=str(ckpt),
             num_train_epochs=epochs,
+            max_steps=config.max_steps or -1,
             per_device_train_batch_size=batch_size,
             learning_rate=r.lr,
             warmup_steps=0.1,  # a float is a share of the steps in transformers v5
@@ -592,8 +639,15 @@ def train_member(
             train_dataset=dataset,
             loss=loss,
             evaluator=evaluator,
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
+            callbacks=[
+                EarlyStoppingCallback(early_stopping_patience=config.patience),
+                *trainer_callbacks(
+                    f"teaching {name}",
+                    None if config.time_budget is None else 60 * config.time_budget,
+                ),
+            ],
         )
+        _print_plan(name, trainer, model, evaluator, batch_size, echo)
         trainer.train()
         figures.update(
             loss=loss_name,

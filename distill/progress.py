@@ -1,0 +1,114 @@
+"""Progress a person can follow: bars on a terminal, timed lines with an ETA in a log.
+
+Under ``nohup``, in CI or with output sent to a file, a tqdm bar either prints nothing or
+floods the file with carriage returns. :func:`progress` returns a tqdm bar when stderr is a
+terminal and a :class:`LogProgress` otherwise, which prints one line every ``every`` seconds
+(``DISTILL_PROGRESS_SECONDS``, 30 by default) and one at the end::
+
+    labelling: 1,200/5,000 pairs (24%), 2m10s elapsed, ETA 6m52s
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def interval() -> float:
+    """Seconds between two progress lines in a log."""
+    try:
+        return max(0.0, float(os.environ.get("DISTILL_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+class LogProgress:
+    """The part of tqdm's interface the stages use, written as timed lines to stderr."""
+
+    def __init__(self, total: int, desc: str, unit: str = "it", initial: int = 0) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.n = self.start_n = initial
+        self.started = self.last = time.time()
+        self.every = interval()
+        self.postfix = ""
+
+    def eta(self) -> float | None:
+        done = self.n - self.start_n
+        if done <= 0:
+            return None
+        return (time.time() - self.started) / done * (self.total - self.n)
+
+    def line(self) -> str:
+        share = f" ({self.n / self.total:.0%})" if self.total else ""
+        eta = self.eta()
+        return (
+            f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{share}, "
+            f"{_clock(time.time() - self.started)} elapsed"
+            + ("" if eta is None else f", ETA {_clock(eta)}")
+            + (f", {self.postfix}" if self.postfix else "")
+        )
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.time() - self.last >= self.every:
+            self.last = time.time()
+            print(self.line(), file=sys.stderr, flush=True)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        if self.n > self.start_n:
+            print(self.line(), file=sys.stderr, flush=True)
+
+
+def progress(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: bool = False):
+    """A tqdm bar on a terminal, :class:`LogProgress` lines otherwise (or a silent bar)."""
+    from tqdm.auto import tqdm
+
+    if disable or sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable)
+    return LogProgress(total, desc, unit, initial)
+
+
+def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
+    """transformers ``TrainerCallback``s: :class:`LogProgress` lines per step when stderr is
+    not a terminal (the Trainer's own bar is off then), and a stop once ``budget_seconds`` of
+    training have passed (the best checkpoint so far is still the one kept)."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        bar: LogProgress | None = None
+        started = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.time()
+            if not sys.stderr.isatty():
+                self.bar = LogProgress(state.max_steps, desc, "steps", state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+            if budget_seconds is not None and time.time() - self.started >= budget_seconds:
+                print(
+                    f"{desc}: time budget of {_clock(budget_seconds)} reached at step "
+                    f"{state.global_step} of {state.max_steps}; stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                control.should_training_stop = True
+                control.should_evaluate = control.should_save = True
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return [Progress()]
