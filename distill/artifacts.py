@@ -123,6 +123,32 @@ def claim_output(
     return out
 
 
+def claim_file(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    field: str = "output",
+) -> Path:
+    """Check, before any work, that an output *file* may be written at ``path``: not a folder,
+    not one of ``inputs`` nor inside an input folder, and writable."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError("is a folder; give a file path", path=out, field=field)
+    where = out.resolve()
+    for item in inputs:
+        if item is None or str(item) == "" or not Path(item).exists():
+            continue
+        source = Path(item).resolve()
+        if where == source or source in where.parents:
+            raise InputError(
+                f"is, or lies inside, the input {str(item)!r}; choose another --{field}",
+                path=out,
+                field=field,
+            )
+    _probe_writable(out, field)
+    return out
+
+
 def _probe_writable(out: Path, field: str) -> None:
     """Fail now, not after hours of work, when ``out`` cannot be written or the disk is full."""
     parent = out if out.is_dir() else out.parent

@@ -81,6 +81,7 @@ def run(config: AuditConfig, echo=click.echo) -> Path:
     from teachers.scoring import check_teacher, load_teacher
 
     check_teacher(config.teacher)
+    artifacts.claim_file(config.output, inputs=[config.data, config.teacher])
     labeled = data.load_labeled(config.data, config.split)
     queries, corpus, qrels = labeled.queries, labeled.corpus, labeled.qrels
     rows = [

@@ -190,3 +190,15 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     _one_line_error(done.returncode, done.stderr)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_audit_output_onto_its_own_data_is_refused(tmp_path, capsys, tiny_models):
+    """Prevents `audit pairs.jsonl --output pairs.jsonl` overwriting the user's labeled data
+    with the audit CSV."""
+    pairs = _pairs(tmp_path)
+    before = pairs.read_bytes()
+    code, _, err = run_cli(
+        ["audit", pairs, "--teacher", tiny_models["bert-cross"], "--output", pairs], capsys
+    )
+    assert "the input" in _one_line_error(code, err)
+    assert pairs.read_bytes() == before
