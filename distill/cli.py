@@ -14,17 +14,8 @@ import click
 from distill import __version__
 from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
-from distill.evaluate import EvaluateConfig
-from distill.label import LabelConfig
-from distill.mine import MineConfig
 from distill.models import model_kind
-from distill.queries import QueriesConfig
-from distill.sample import SampleConfig
-from distill.split import SplitConfig
-from distill.stats import StatsConfig
-from students.train import StudentConfig
-from teachers.audit import AuditConfig
-from teachers.train import TeachConfig
+from distill.stages import PIPELINE, Stage, commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -42,98 +33,10 @@ def _overrides(kwargs: dict) -> tuple[str | None, dict]:
     return kwargs.pop("config_path", None), kwargs
 
 
-@data_group.command("split")
-@cfg.options(SplitConfig, arguments=("data",))
-def split_command(**kwargs) -> None:
-    """Split DATA by query into train and validation parts (no query on both sides)."""
-    from distill import split
-
-    path, overrides = _overrides(kwargs)
-    split.run(cfg.load(SplitConfig, path, section="split", overrides=overrides))
-
-
-@data_group.command("sample")
-@cfg.options(SampleConfig, arguments=("data",))
-def sample_command(**kwargs) -> None:
-    """Cut a small BEIR sample (queries, their documents, BM25 neighbours, random fill)."""
-    from distill import sample
-
-    path, overrides = _overrides(kwargs)
-    sample.run(cfg.load(SampleConfig, path, section="sample", overrides=overrides))
-
-
-@data_group.command("stats")
-@cfg.options(StatsConfig, arguments=("data",))
-def stats_command(**kwargs) -> None:
-    """Counts, label distribution, token lengths and truncation share of DATA."""
-    from distill import stats
-
-    path, overrides = _overrides(kwargs)
-    stats.run(cfg.load(StatsConfig, path, section="stats", overrides=overrides))
-
-
-@cli.command("mine")
-@cfg.options(MineConfig, arguments=("data",))
-def mine_command(**kwargs) -> None:
-    """Top-k candidates per query from BM25, dense retrieval (faiss), or both fused."""
-    from distill import mine
-
-    path, overrides = _overrides(kwargs)
-    mine.run(cfg.load(MineConfig, path, section="mine", overrides=overrides))
-
-
-@cli.command("queries")
-@cfg.options(QueriesConfig, arguments=("data",))
-def queries_command(**kwargs) -> None:
-    """Pseudo-queries from the documents (generator, sentence or title), for unlabeled corpora."""
-    from distill import queries
-
-    path, overrides = _overrides(kwargs)
-    queries.run(cfg.load(QueriesConfig, path, section="queries", overrides=overrides))
-
-
-@cli.command("label")
-@cfg.options(LabelConfig, arguments=("data",))
-def label_command(**kwargs) -> None:
-    """Teacher soft labels for mined (query, candidate) pairs: sharded, resumable."""
-    from distill import label
-
-    path, overrides = _overrides(kwargs)
-    label.run(cfg.load(LabelConfig, path, section="label", overrides=overrides))
-
-
-@cli.command("train-student")
-@cfg.options(StudentConfig, arguments=("data",))
-def train_student_command(**kwargs) -> None:
-    """Train a bi-encoder on the teacher's soft labels (Accelerate loop; resumable)."""
-    from students import train
-
-    path, overrides = _overrides(kwargs)
-    train.run(cfg.load(StudentConfig, path, section="student", overrides=overrides))
-
-
-@cli.command("evaluate")
-@cfg.options(EvaluateConfig, arguments=("data",))
-@click.option(
-    "--model",
-    "verify_model",
-    default=None,
-    help="evaluate this one model (cross-encoder: reranks the base top-k; bi-encoder: retrieves)",
-)
-@click.option(
-    "--dataset",
-    "verify_dataset",
-    default=None,
-    help="alias of DATA, for the guide's verification command",
-)
-@click.option(
-    "--metric", "verify_metric", default=None, help="ndcg, mrr, recall, or a pytrec_eval measure"
-)
-def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> None:
-    """Compare BM25, base, student and teacher on quality and speed; write report.{json,md,html}."""
-    from distill import evaluate
-
-    path, overrides = _overrides(kwargs)
+def _evaluate_verify(
+    overrides: dict, verify_model: str | None, verify_dataset: str | None, verify_metric: str | None
+) -> None:
+    """``evaluate --model/--dataset/--metric``: the guide's one-model verification command."""
     if verify_dataset:
         overrides["data"] = verify_dataset
     if verify_metric:
@@ -148,27 +51,52 @@ def evaluate_command(verify_model, verify_dataset, verify_metric, **kwargs) -> N
         )
         overrides[role] = verify_model
         overrides["systems"] = [role]
-    evaluate.run(cfg.load(EvaluateConfig, path, section="evaluate", overrides=overrides))
 
 
-@cli.command("teach")
-@cfg.options(TeachConfig, arguments=("data",))
-def teach_command(**kwargs) -> None:
-    """Fine-tune, validate and calibrate a cross-encoder teacher (or an ensemble)."""
-    from teachers import train
+# Options a stage's command has beyond its config's: (flag, parameter, help) each, and the
+# function that folds their values into the config overrides.
+_EXTRA_OPTIONS = {
+    "evaluate": (
+        (
+            (
+                "--model",
+                "verify_model",
+                "evaluate this one model (cross-encoder: reranks the base top-k; bi-encoder: retrieves)",
+            ),
+            ("--dataset", "verify_dataset", "alias of DATA, for the guide's verification command"),
+            ("--metric", "verify_metric", "ndcg, mrr, recall, or a pytrec_eval measure"),
+        ),
+        _evaluate_verify,
+    ),
+}
 
-    path, overrides = _overrides(kwargs)
-    train.run(cfg.load(TeachConfig, path, section="teach", overrides=overrides))
+
+def _stage_command(stage: Stage) -> click.Command:
+    """A thin shell over ``stage``'s ``run``: options from its config class (and any extra
+    ones), a ``--config`` file read at the stage's section, the stage module used on run."""
+    config_cls = stage.config_class()
+    extra, adjust = _EXTRA_OPTIONS.get(stage.command, ((), None))
+
+    def command(**kwargs) -> None:
+        given = {dest: kwargs.pop(dest) for _, dest, _ in extra}
+        path, overrides = _overrides(kwargs)
+        if adjust is not None:
+            adjust(overrides, **given)
+        stage.run_function()(cfg.load(config_cls, path, section=stage.name, overrides=overrides))
+
+    for flag, dest, text in reversed(extra):
+        command = click.option(flag, dest, default=None, help=text)(command)
+    command = cfg.options(config_cls, arguments=("data",))(command)
+    return click.command(stage.command.split()[-1], help=stage.help)(command)
 
 
-@cli.command("audit")
-@cfg.options(AuditConfig, arguments=("data",))
-def audit_command(**kwargs) -> None:
-    """List training pairs where the calibrated teacher confidently disagrees with the label."""
-    from teachers import audit
+def _register_stages() -> None:
+    """One command per stage of distill.stages' table; ``data X`` ones under ``data``."""
+    for name, stage in commands().items():
+        (data_group if name.startswith("data ") else cli).add_command(_stage_command(stage))
 
-    path, overrides = _overrides(kwargs)
-    audit.run(cfg.load(AuditConfig, path, section="audit", overrides=overrides))
+
+_register_stages()
 
 
 @cli.command("pipeline")
@@ -177,7 +105,7 @@ def audit_command(**kwargs) -> None:
     "--from",
     "start",
     default=None,
-    help="force a re-run from this stage on (teach, mine, label, student, baseline, evaluate)",
+    help=f"force a re-run from this stage on ({', '.join(s.name for s in PIPELINE)})",
 )
 @click.option("--to", "stop", default=None, help="stop after this stage")
 @click.option("--dry-run", is_flag=True, help="only say which stages would run")

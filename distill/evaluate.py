@@ -29,6 +29,8 @@ import numpy as np
 from distill import artifacts, data, metrics, retrieval
 from distill.errors import InputError
 from distill.models import load_bi_encoder, resolve_model
+from distill.querysets import load_query_set
+from teachers.precision import apply_precision
 from teachers.scoring import check_teacher, load_teacher
 
 SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
@@ -370,7 +372,6 @@ def machine_label() -> str:
 
 def run(config: EvaluateConfig, echo=click.echo) -> Path:
     from distill import report
-    from distill.mine import load_query_set
 
     started = time.time()
     dataset = data.open_dataset(config.data)
@@ -436,8 +437,6 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             if config.first_stage == "hybrid"
             else runs[config.first_stage]
         )
-        from distill.label import apply_precision
-
         check = [
             (queries[q], corpus[d].full_text)
             for q in list(queries)[:4]

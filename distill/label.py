@@ -43,10 +43,12 @@ import click
 import numpy as np
 
 from distill import artifacts, data
+from distill.candidates import read_candidates
 from distill.errors import InputError
+from distill.labels_io import PROGRESS, read_labels, read_progress
 from distill.progress import progress as progress_bar
-
-PROGRESS = "progress.json"
+from distill.querysets import load_query_set
+from teachers.precision import apply_precision, spearman
 
 
 @dataclass
@@ -121,18 +123,8 @@ def pair_list(
 
 
 def read_ranked(path: str | Path) -> dict[str, list[str]]:
-    """{qid: [did by rank]} from a candidates.parquet."""
-    from distill.mine import read_candidate_columns
-
-    table = read_candidate_columns(path, ["qid", "did", "rank"])
-    ranked: dict[str, list[tuple[int, str]]] = {}
-    for q, d, r in zip(table["qid"], table["did"], table["rank"], strict=True):
-        ranked.setdefault(q, []).append((r, d))
-    return {q: [d for _, d in sorted(v)] for q, v in ranked.items()}
-
-
-def _sha(path: Path) -> str:
-    return artifacts.fingerprint(path)
+    """{qid: [did by rank]} from a candidates.parquet (kept for benchmarks/label_speed.py)."""
+    return read_candidates(path).ranked
 
 
 def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
@@ -140,7 +132,7 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     digest = hashlib.sha256()
     teacher = Path(teacher_path)
     digest.update((artifacts.fingerprint(teacher) if teacher.exists() else teacher_path).encode())
-    digest.update(_sha(Path(config.candidates)).encode())
+    digest.update(artifacts.fingerprint(Path(config.candidates)).encode())
     digest.update(queries_fp.encode())
     settings = {
         k: getattr(config, k)
@@ -150,106 +142,9 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     return digest.hexdigest()
 
 
-def quantize_int8(model) -> None:
-    """Dynamic int8 quantization of the Linear layers (CPU), in place."""
-    import torch
-
-    inner = model[0].model if hasattr(model, "__getitem__") else model.model
-    quantized = torch.ao.quantization.quantize_dynamic(inner, {torch.nn.Linear}, dtype=torch.qint8)
-    if hasattr(model, "__getitem__"):
-        model[0].model = quantized
-    else:
-        model.model = quantized
-
-
-EXACT_ATOL = 1e-4
-
-
-def _exact_backend(member, check_pairs, echo) -> str:
-    """On CPU, swap ``member``'s torch model for onnxruntime fp32 (the same network, fused
-    kernels, ~1.5x faster at 1 thread) when its scores on ``check_pairs`` equal torch's to
-    ``EXACT_ATOL``; otherwise keep torch. Returns the backend used."""
-    import torch
-
-    from teachers.onnx import OnnxCrossEncoder
-
-    if torch.cuda.is_available() or not check_pairs:
-        return "torch"
-    try:
-        fast = OnnxCrossEncoder(member.model, data.cache_dir() / "onnx", quantize=False)
-    except Exception as exc:  # exporters fail in many ways on unusual architectures
-        echo(f"note: exact labelling stays on torch (ONNX export failed: {exc!s:.80})", err=True)
-        return "torch"
-    ref = member.model.predict(check_pairs, activation_fn=torch.nn.Identity())
-    got = fast.predict(check_pairs, activation_fn=torch.nn.Identity())
-    worst = float(np.max(np.abs(np.asarray(ref) - np.asarray(got))))
-    if worst > EXACT_ATOL:
-        echo(f"note: exact labelling stays on torch (onnxruntime differs by {worst:.2e})", err=True)
-        return "torch"
-    member.model = fast
-    return f"onnxruntime fp32 (max |diff| {worst:.1e} vs torch on {len(check_pairs)} pairs)"
-
-
-def apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) -> list[str]:
-    """Put every cross-encoder of ``teacher`` in the requested precision; return the backend
-    of each cross-encoder member."""
-    import torch
-
-    from teachers.scoring import CrossEncoderTeacher
-
-    members = [m.teacher for m in teacher.members] if hasattr(teacher, "members") else [teacher]
-    backends = []
-    for member in members:
-        if not isinstance(member, CrossEncoderTeacher):
-            continue  # a first-stage member (BM25, bi-encoder) has no cross-encoder to speed up
-        if precision == "exact":
-            backends.append(_exact_backend(member, list(check_pairs), echo))
-            continue
-        backends.append(precision)
-        if precision == "int8":
-            quantize_int8(member.model)
-        elif precision in ("onnx", "onnx-int8"):
-            from teachers.onnx import OnnxCrossEncoder
-
-            member.model = OnnxCrossEncoder(
-                member.model, data.cache_dir() / "onnx", quantize=precision == "onnx-int8"
-            )
-        elif precision == "bf16":
-            if not torch.cuda.is_available():
-                raise InputError(
-                    "bf16 labelling needs a GPU; use exact or int8 on CPU", field="precision"
-                )
-            member.model.to(torch.bfloat16)
-    return backends
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a))
-    rb = np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _read_progress(path: Path) -> dict | None:
-    """A progress file's contents, or None when it is missing or damaged (not JSON, or not
-    ``{"key", "shards": {index: {file, rows, sha256}}}``)."""
-    try:
-        progress = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
-        return None
-    shards = progress.get("shards") if isinstance(progress, dict) else None
-    if not isinstance(shards, dict) or not isinstance(progress.get("key"), str):
-        return None
-    for index, meta in shards.items():
-        if not index.isdigit() or not isinstance(meta, dict):
-            return None
-        if not all(isinstance(meta.get(k), str) for k in ("file", "sha256")):
-            return None
-    return progress
-
-
 def _load_progress(out: Path, key: str, echo) -> dict:
     path = out / PROGRESS
-    if path.is_file() and _read_progress(path) is None:
+    if path.is_file() and read_progress(path) is None:
         stale = list(out.glob("shard-*.parquet"))
         for shard in stale:
             shard.unlink()
@@ -266,7 +161,7 @@ def _load_progress(out: Path, key: str, echo) -> dict:
             for part in out.glob(
                 ".progress-*.json"
             ):  # shards done by processes of a killed multi-process run
-                extra = _read_progress(part)
+                extra = read_progress(part)
                 if extra is not None and extra.get("key") == key:
                     progress["shards"].update(extra["shards"])
             return progress
@@ -285,7 +180,6 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     import pyarrow.parquet as pq
     from accelerate import PartialState
 
-    from distill.mine import load_query_set
     from distill.models import resolve_model
     from teachers.scoring import check_teacher, load_teacher
 
@@ -293,7 +187,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     state = PartialState()
     dataset = data.open_dataset(config.data)
     queries, qrels, query_file = load_query_set(dataset, config.queries)
-    ranked = read_ranked(config.candidates)
+    ranked = read_candidates(config.candidates).ranked
     unknown = sorted(set(ranked) - set(queries))
     if unknown:
         raise InputError(
@@ -332,7 +226,8 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     done = {
         int(i)
         for i, meta in progress["shards"].items()
-        if (out / meta["file"]).is_file() and _sha(out / meta["file"]) == meta["sha256"]
+        if (out / meta["file"]).is_file()
+        and artifacts.fingerprint(out / meta["file"]) == meta["sha256"]
     }
     finished = artifacts.read_manifest(out)
     if len(done) == n_shards and finished and finished["figures"].get("job_key") == key:
@@ -403,7 +298,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         progress["shards"][str(index)] = {
             "file": file,
             "rows": len(chunk),
-            "sha256": _sha(out / file),
+            "sha256": artifacts.fingerprint(out / file),
         }
         if state.num_processes == 1:
             artifacts.write_json(out / PROGRESS, progress)
@@ -477,32 +372,3 @@ def teacher_vs_first_stage(table, ranked, qrels, allow_worse: bool, echo) -> dic
     else:
         echo(f"warning: {line}; used anyway because of --allow-worse", err=True)
     return result
-
-
-def read_labels(folder: str | Path) -> pa.Table:  # noqa: F821
-    """All shards of a finished labelling run, in order, as one Arrow table."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = Path(folder)
-    again = "re-run `distill label` into this folder"
-    progress = _read_progress(folder / PROGRESS)
-    if progress is None:
-        raise InputError(f"missing or damaged; {again}", path=folder / PROGRESS)
-    tables = []
-    for index in sorted(progress["shards"], key=int):
-        meta = progress["shards"][index]
-        shard = folder / meta["file"]
-        if not shard.is_file():
-            raise InputError(f"shard missing; {again}", path=shard)
-        if _sha(shard) != meta["sha256"]:
-            raise InputError(
-                f"damaged: its sha256 differs from the one in {PROGRESS}; {again}", path=shard
-            )
-        try:
-            tables.append(pq.read_table(shard))
-        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise InputError(f"damaged ({str(exc).splitlines()[0]}); {again}", path=shard) from None
-    if not tables:
-        raise InputError(f"no shards recorded; {again}", path=folder / PROGRESS)
-    return pa.concat_tables(tables)

@@ -1,6 +1,7 @@
 """``distill mine``: top-k candidates per query from BM25, dense retrieval, or both fused.
 
-Output ``candidates.parquet`` (one row per (query, candidate)):
+Output ``candidates.parquet`` (one row per (query, candidate); written and read by
+:mod:`distill.candidates`):
 
 ==========  =======  ==============================================================
 column      type     meaning
@@ -26,9 +27,9 @@ from typing import Literal
 import click
 
 from distill import artifacts, data, metrics, retrieval
-from distill.errors import InputError
-
-APPROXIMATE_FROM = 200_000  # documents; below this, exact search is fast enough on a CPU
+from distill.candidates import write_candidates
+from distill.querysets import load_query_set
+from distill.retrieval import APPROXIMATE_FROM
 
 
 @dataclass
@@ -70,137 +71,6 @@ class MineConfig:
     )
 
 
-def load_query_set(
-    dataset: data.BeirDataset, spec: str
-) -> tuple[dict[str, str], dict[str, dict[str, int]] | None, Path | None]:
-    """(queries, qrels or None, file to fingerprint or None) for a split name, 'all' or a file."""
-    if spec == "all":
-        return dict(dataset.queries), None, dataset.root / "queries.jsonl"
-    if spec.endswith((".jsonl", ".jsonl.gz")) or Path(spec).is_file():
-        return data.load_queries(spec), None, Path(spec)
-    qrels = dataset.qrels(spec)
-    return {q: dataset.queries[q] for q in qrels}, qrels, dataset.qrels_path(spec)
-
-
-def retrieve(config: MineConfig, corpus, queries) -> retrieval.Ranking:
-    """The configured first stage over ``queries``; top ``config.k`` each."""
-    runs = []
-    if config.method in ("bm25", "hybrid"):
-        runs.append(retrieval.bm25_search(corpus, queries, config.k))
-    if config.method in ("dense", "hybrid"):
-        from distill.models import load_bi_encoder, resolve_model
-
-        model = load_bi_encoder(config.model, trust_remote_code=config.trust_remote_code)
-        kind = (
-            config.index
-            if config.index != "auto"
-            else ("flat" if len(corpus) < APPROXIMATE_FROM else "hnsw")
-        )
-        cache = config.cache_dir or str(data.cache_dir() / "embeddings")
-        runs.append(
-            retrieval.dense_search(
-                model,
-                corpus,
-                queries,
-                config.k,
-                model_path=resolve_model(config.model),
-                index_kind=kind,
-                batch_size=config.batch_size,
-                cache_dir=cache,
-            )
-        )
-    return runs[0] if len(runs) == 1 else retrieval.rrf(runs, k=config.rrf_k, depth=config.k)
-
-
-def write_candidates(ranking: retrieval.Ranking, source: str, path: Path) -> int:
-    """Write a ranking as ``candidates.parquet`` (schema above); return the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols: dict[str, list] = {"qid": [], "did": [], "rank": [], "source": [], "score": []}
-    for qid, docs in ranking.items():
-        for rank, did in enumerate(metrics.trec_order(docs), 1):
-            cols["qid"].append(qid)
-            cols["did"].append(did)
-            cols["rank"].append(rank)
-            cols["source"].append(source)
-            cols["score"].append(docs[did])
-    schema = pa.schema(
-        [
-            ("qid", pa.string()),
-            ("did", pa.string()),
-            ("rank", pa.int32()),
-            ("source", pa.string()),
-            ("score", pa.float32()),
-        ]
-    )
-    with artifacts.atomic_path(path) as tmp:
-        pq.write_table(pa.table(cols, schema=schema), tmp)
-    return len(cols["qid"])
-
-
-CANDIDATE_COLUMNS = ("qid", "did", "rank", "source", "score")
-
-
-def read_candidate_columns(path: str | Path, columns: list[str]) -> dict[str, list]:
-    """``columns`` of a ``candidates.parquet`` as lists, after checking it is one: a readable
-    Parquet file with those columns (ids as text, rank an integer, score a number) and rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such candidates file (run `distill mine` first)", path=p)
-    try:
-        table = pq.read_table(p)
-    except Exception as exc:  # pyarrow raises several unrelated types for a non-Parquet file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"not a readable Parquet file ({first}); expected `distill mine` output", path=p
-        ) from None
-    expected = {
-        "qid": (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
-        "did": (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
-        "rank": (pa.types.is_integer,),
-        "score": (pa.types.is_floating, pa.types.is_integer),
-    }
-    for name in columns:
-        if name not in table.column_names:
-            raise InputError(
-                f"missing column (a candidates file has {', '.join(CANDIDATE_COLUMNS)}; "
-                f"this one has {', '.join(table.column_names) or 'none'})",
-                path=p,
-                field=name,
-            )
-        kind = table.schema.field(name).type
-        if not any(check(kind) for check in expected.get(name, (lambda _: True,))):
-            raise InputError(
-                f"has type {kind}, expected {'text' if name in ('qid', 'did') else 'a number'}",
-                path=p,
-                field=name,
-            )
-        if table.column(name).null_count:
-            raise InputError("has empty (null) values", path=p, field=name)
-    if table.num_rows == 0:
-        raise InputError("has no rows: no candidates (did `distill mine` find any?)", path=p)
-    cols = {}
-    for name in columns:
-        column = table.column(name)
-        if name in ("qid", "did"):
-            column = column.cast(pa.string())
-        cols[name] = column.to_pylist()
-    return cols
-
-
-def read_candidates(path: str | Path) -> retrieval.Ranking:
-    """``{qid: {did: score}}`` from a ``candidates.parquet``."""
-    table = read_candidate_columns(path, ["qid", "did", "score"])
-    out: retrieval.Ranking = {}
-    for q, d, s in zip(table["qid"], table["did"], table["score"], strict=True):
-        out.setdefault(q, {})[d] = float(s)
-    return out
-
-
 def run(config: MineConfig, echo=click.echo) -> Path:
     started = time.time()
     dataset = data.open_dataset(config.data)
@@ -209,7 +79,18 @@ def run(config: MineConfig, echo=click.echo) -> Path:
         config.output, stage="mine", inputs=[dataset.root, query_file], overwrite=config.overwrite
     )
     corpus = dataset.corpus
-    ranking = retrieve(config, corpus, queries)
+    ranking = retrieval.first_stage(
+        corpus,
+        queries,
+        config.method,
+        config.k,
+        model=config.model,
+        index=config.index,
+        batch_size=config.batch_size,
+        rrf_k=config.rrf_k,
+        cache_dir=config.cache_dir,
+        trust_remote_code=config.trust_remote_code,
+    )
     artifacts.mark_output(out, "mine")
     rows = write_candidates(ranking, config.method, out / "candidates.parquet")
     figures: dict[str, float | int] = {

@@ -28,8 +28,9 @@ import click
 from distill import artifacts, data
 from distill import config as cfg
 from distill.errors import InputError, Refused
+from distill.stages import PIPELINE
 
-STAGES = ("teach", "mine", "label", "student", "baseline", "evaluate")
+STAGES = tuple(s.name for s in PIPELINE)  # in running order; see distill.stages
 STATE = "pipeline.json"
 
 
@@ -43,23 +44,10 @@ class Stage:
 
 
 def _stages() -> dict[str, Stage]:
-    from distill import evaluate, label, mine
-    from students import train as student
-    from teachers import train as teach
-
+    """The pipeline's stages from distill.stages' table, their modules imported."""
     return {
-        "teach": Stage("teach", "teacher", teach.TeachConfig, teach.run, ()),
-        "mine": Stage("mine", "mine", mine.MineConfig, mine.run, ()),
-        "label": Stage("label", "labels", label.LabelConfig, label.run, ("teach", "mine")),
-        "student": Stage("student", "student", student.StudentConfig, student.run, ("label",)),
-        "baseline": Stage("baseline", "baseline", student.StudentConfig, student.run, ("label",)),
-        "evaluate": Stage(
-            "evaluate",
-            "report",
-            evaluate.EvaluateConfig,
-            evaluate.run,
-            ("teach", "student", "baseline"),
-        ),
+        s.name: Stage(s.name, s.folder, s.config_class(), s.run_function(), s.reads)
+        for s in PIPELINE
     }
 
 

@@ -206,3 +206,46 @@ def rrf(rankings: Sequence[Ranking], k: int = 60, depth: int | None = None) -> R
     if depth is not None:
         fused = {q: {d: docs[d] for d in trec_order(docs)[:depth]} for q, docs in fused.items()}
     return fused
+
+
+APPROXIMATE_FROM = 200_000  # documents; below this, exact search is fast enough on a CPU
+
+
+def first_stage(
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, str],
+    method: str,
+    k: int,
+    *,
+    model: str = "bundled",
+    index: str = "auto",
+    batch_size: int = 64,
+    rrf_k: int = 60,
+    cache_dir: str | None = None,
+    trust_remote_code: bool = False,
+) -> Ranking:
+    """The first stage ``method`` (``bm25``, ``dense`` or ``hybrid``: both, fused by RRF) over
+    ``queries``; top ``k`` each. ``distill mine`` runs it; ``distill teach`` mines negatives
+    with it. The defaults are ``MineConfig``'s (tests/test_stages.py checks)."""
+    runs = []
+    if method in ("bm25", "hybrid"):
+        runs.append(bm25_search(corpus, queries, k))
+    if method in ("dense", "hybrid"):
+        from distill.data import cache_dir as default_cache_dir
+        from distill.models import load_bi_encoder, resolve_model
+
+        bi_encoder = load_bi_encoder(model, trust_remote_code=trust_remote_code)
+        kind = index if index != "auto" else ("flat" if len(corpus) < APPROXIMATE_FROM else "hnsw")
+        runs.append(
+            dense_search(
+                bi_encoder,
+                corpus,
+                queries,
+                k,
+                model_path=resolve_model(model),
+                index_kind=kind,
+                batch_size=batch_size,
+                cache_dir=cache_dir or str(default_cache_dir() / "embeddings"),
+            )
+        )
+    return runs[0] if len(runs) == 1 else rrf(runs, k=rrf_k, depth=k)

@@ -8,21 +8,14 @@ normalising case, whitespace and punctuation form one group that is kept on one 
 
 from __future__ import annotations
 
-import random
-import re
 import time
-import unicodedata
-from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
 from distill import artifacts, data
-from distill.errors import InputError
-
-_SPACE = re.compile(r"\s+")
+from distill.querysets import split_queries
 
 
 @dataclass
@@ -42,46 +35,6 @@ class SplitConfig:
         default=0.2, metadata={"help": "share of queries for validation", "range": "(0, 1)"}
     )
     seed: int = field(default=42, metadata={"help": "random seed", "range": "(-inf, inf)"})
-
-
-def normalize_query(text: str) -> str:
-    """Case-folded, punctuation removed, whitespace collapsed: the near-duplicate key."""
-    kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
-    return _SPACE.sub(" ", kept.casefold()).strip()
-
-
-@dataclass
-class QuerySplit:
-    """Which query ids went where, and what the split found on the way."""
-
-    train: set[str]
-    val: set[str]
-    near_duplicate_groups: int  # groups of 2+ distinct query ids with one normalised text
-    near_duplicate_queries: int  # query ids in such groups
-
-
-def split_queries(queries: Mapping[str, str], val_fraction: float, seed: int) -> QuerySplit:
-    """Split query ids so that queries with one normalised text stay on one side.
-
-    Deterministic for a given set of queries, fraction and seed.
-    """
-    groups: dict[str, list[str]] = defaultdict(list)
-    for qid, text in queries.items():
-        groups[normalize_query(text)].append(qid)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    target = round(val_fraction * len(queries))
-    val: set[str] = set()
-    train: set[str] = set()
-    for key in keys:
-        (val if len(val) < target else train).update(groups[key])
-    if not train or not val:
-        raise InputError(
-            f"{len(queries)} distinct queries cannot be split {1 - val_fraction:.0%}/"
-            f"{val_fraction:.0%} with both parts non-empty; add queries or change val_fraction"
-        )
-    dup_groups = [g for g in groups.values() if len(g) > 1]
-    return QuerySplit(train, val, len(dup_groups), sum(len(g) for g in dup_groups))
 
 
 def run(config: SplitConfig, echo=click.echo) -> Path:

@@ -359,9 +359,9 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from distill.label import read_labels
-    from distill.mine import load_query_set
+    from distill.labels_io import read_labels
     from distill.models import load_bi_encoder, resolve_model
+    from distill.querysets import load_query_set
     from students.losses import build_loss
 
     started = time.time()

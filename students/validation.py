@@ -15,7 +15,7 @@ import random
 from collections.abc import Mapping
 
 from distill import metrics, retrieval
-from distill.split import split_queries
+from distill.querysets import split_queries
 
 
 def split_validation(

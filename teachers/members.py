@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from teachers.base import SingleTeacher
 from teachers.calibration import Calibration
-from teachers.scoring import SingleTeacher
 
 BM25_FILE = "bm25.json"
 BI_FILE = "bi_encoder.json"

@@ -19,24 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from teachers.base import Pair, SingleTeacher
 from teachers.calibration import Calibration
+from teachers.members import BI_FILE, BM25_FILE, BiEncoderScorer, BM25Scorer
 
 ENSEMBLE_FILE = "ensemble.json"
-Pair = tuple[str, str]
-
-
-class SingleTeacher:
-    """What every non-ensemble scorer shares: no members, probabilities from its calibration."""
-
-    calibration: Calibration
-
-    def member_scores(
-        self, pairs: Sequence[Pair], batch_size: int = 32, *, skip_zero: bool = False
-    ) -> dict[str, np.ndarray]:
-        return {}
-
-    def probability(self, scores: np.ndarray) -> np.ndarray:
-        return self.calibration.probability(scores)
 
 
 class CrossEncoderTeacher(SingleTeacher):
@@ -153,8 +140,6 @@ def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code:
             for m in spec["members"]
         ]
         return EnsembleTeacher(members, Calibration.load(path), str(path))
-    from teachers.members import BI_FILE, BM25_FILE, BiEncoderScorer, BM25Scorer
-
     if (path / BM25_FILE).is_file():
         return BM25Scorer.load(path)
     if (path / BI_FILE).is_file():
@@ -222,8 +207,6 @@ def check_teacher(name: str, *, trust_remote_code: bool = False) -> None:
     needs = custom_code(path)
     if needs and not trust_remote_code:
         raise InputError(REFUSED_CODE.format(needs), path=path)
-    from teachers.members import BI_FILE, BM25_FILE
-
     if (path / BM25_FILE).is_file() or (path / BI_FILE).is_file():
         return
     reason = not_a_cross_encoder(path)

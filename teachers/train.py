@@ -33,7 +33,7 @@ import numpy as np
 from distill import artifacts, data
 from distill.errors import InputError, Refused
 from distill.progress import trainer_callbacks
-from distill.split import split_queries
+from distill.querysets import split_queries
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.scoring import save_ensemble
 
@@ -228,17 +228,17 @@ class TeachData:
 
 
 def _first_stage(config: TeachConfig, corpus, queries) -> dict[str, dict[str, float]]:
-    from distill.mine import MineConfig, retrieve
+    from distill.retrieval import first_stage
 
     depth = max(config.mine_depth, config.val_candidates)
-    mine_config = MineConfig(
-        data=config.data,
-        method=config.negatives_from,
-        k=depth,
+    return first_stage(
+        corpus,
+        queries,
+        config.negatives_from,
+        depth,
         model=config.miner,
         cache_dir=config.cache_dir,
     )
-    return retrieve(mine_config, corpus, queries)
 
 
 def prepare(config: TeachConfig, echo=click.echo) -> TeachData:

@@ -295,13 +295,13 @@ def test_label_bad_candidates(case, tmp_path, capsys, no_teacher_load):
 
 
 def test_mine_reader_refuses_bad_candidates(tmp_path):
-    """Prevents distill.mine.read_candidates raising pyarrow errors for a foreign file."""
+    """Prevents distill.candidates.read_candidates raising pyarrow errors for a foreign file."""
+    from distill.candidates import read_candidates
     from distill.errors import InputError
-    from distill.mine import read_candidates
 
     path, _, _ = cands_wrong_schema(tmp_path)
     with pytest.raises(InputError, match="missing column"):
-        read_candidates(path)
+        read_candidates(path, with_scores=True)
 
 
 def teacher_empty_folder(tmp):
@@ -420,7 +420,7 @@ def test_train_student_damaged_labels(damage, labels_dir, tmp_path, capsys):
 def test_label_resume_discards_damaged_progress(labels_dir, tmp_path, capsys):
     """Prevents a JSONDecodeError on resume when progress.json is damaged: the run says so in
     one line, discards the shards it can no longer vouch for, and labels them again."""
-    from distill.label import read_labels
+    from distill.labels_io import read_labels
 
     before = read_labels(labels_dir).to_pylist()
     _damage_progress(labels_dir)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from distill.label import read_labels
+from distill.labels_io import read_labels
 
 
 def _refusal(code: int, err: str) -> str:
@@ -63,15 +63,15 @@ def test_label_refuses_a_backwards_teacher(
 ):
     """Prevents labels from a teacher worse than the first stage reaching the student: the
     reversed BM25 order must score below BM25's own order (computed here with pytrec_eval)."""
+    from distill.candidates import read_candidates
     from distill.data import BeirDataset, load_qrels
     from distill.metrics import summarize
-    from distill.mine import read_candidates
 
     out = tmp_path / "labels"
     code, _, err = run_cli(_label(scifact_slice, bm25_mined, backwards_teacher, out), capsys)
     line = _refusal(code, err)
     qrels = load_qrels(BeirDataset(scifact_slice).qrels_path("train"))
-    ranked = read_candidates(bm25_mined)
+    ranked = read_candidates(bm25_mined, with_scores=True).scores
     forward = summarize(qrels, ranked, ["ndcg@10"])["ndcg@10"]
     backward = summarize(
         qrels, {q: {d: -s for d, s in docs.items()} for q, docs in ranked.items()}, ["ndcg@10"]

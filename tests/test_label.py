@@ -16,7 +16,7 @@ import torch
 from helpers import run_cli
 from sentence_transformers import CrossEncoder
 
-from distill.label import read_labels
+from distill.labels_io import read_labels
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from conftest import write_beir
 from helpers import run_cli
 
 from distill import retrieval
+from distill.candidates import read_candidates
 from distill.metrics import trec_order
-from distill.mine import read_candidates
 
 
 @pytest.fixture()
@@ -70,7 +70,10 @@ def test_unlabeled_queries_file(planted, tmp_path, capsys):
         ["mine", planted, "--queries", qfile, "--method", "bm25", "--k", 3, "--output", out], capsys
     )
     assert code == 0, err
-    assert trec_order(read_candidates(out / "candidates.parquet")["u1"])[0] == "planted"
+    assert (
+        trec_order(read_candidates(out / "candidates.parquet", with_scores=True).scores["u1"])[0]
+        == "planted"
+    )
 
 
 def test_corpus_embeddings_are_cached(scifact_slice, tmp_path, tiny_models):

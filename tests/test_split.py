@@ -7,7 +7,7 @@ import json
 from helpers import run_cli
 
 from distill import data
-from distill.split import normalize_query, split_queries
+from distill.querysets import normalize_query, split_queries
 
 
 def test_scifact_train_split_is_disjoint_and_complete(scifact_dir, tmp_path, capsys):

@@ -315,7 +315,7 @@ def test_auto_temperature_puts_teacher_in_student_units(scifact_slice, labels_di
     from dataclasses import replace
 
     from distill import data
-    from distill.label import read_labels
+    from distill.labels_io import read_labels
     from distill.models import load_bi_encoder
     from students.train import auto_temperature, group_labels
 
