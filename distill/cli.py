@@ -82,7 +82,13 @@ def _stage_command(stage: Stage) -> click.Command:
         path, overrides = _overrides(kwargs)
         if adjust is not None:
             adjust(overrides, **given)
-        stage.run_function()(cfg.load(config_cls, path, section=stage.name, overrides=overrides))
+        config = cfg.load(config_cls, path, section=stage.name, overrides=overrides)
+        if stage.command == "train-student":  # may mine and label first: an orchestration
+            from distill.pipeline import train_student
+
+            train_student(config)
+        else:
+            stage.run_function()(config)
 
     for flag, dest, text in reversed(extra):
         command = click.option(flag, dest, default=None, help=text)(command)

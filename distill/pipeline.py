@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +220,46 @@ def run(
         echo((report / "report.md").read_text())
         echo(f"HTML report: {(report / 'report.html').resolve()}")
     return run_dir
+
+
+DEFAULT_LABELS = "runs/labels"
+
+
+def _current(out: Path, config: Any) -> bool:
+    """True when ``out`` holds a finished stage made with ``config`` from unchanged inputs."""
+    manifest = artifacts.read_manifest(out)
+    if manifest is None or manifest.get("config") != artifacts._plain(config):
+        return False
+    return all(
+        Path(i["path"]).exists() and artifacts.fingerprint(i["path"]) == i["sha256"]
+        for i in manifest.get("inputs", {}).values()
+    )
+
+
+def train_student(config: Any, echo=click.echo) -> Path:
+    """``distill train-student``; with ``--teacher`` and no ``--labels``, first mine candidates
+    and label them with the teacher into ``OUTPUT-work/`` (the design card's two commands:
+    ``distill teach`` then ``distill train-student --teacher``). Current work is reused."""
+    stages = _stages()
+    if config.teacher is None or config.labels != DEFAULT_LABELS:
+        return stages["student"].run(config, echo=echo)
+    work = Path(config.output).parent / f"{Path(config.output).name}-work"
+    mine = stages["mine"].config_cls(
+        data=config.data, queries=config.queries, output=str(work / "mine")
+    )
+    if _current(Path(mine.output), mine):
+        echo(f"candidates in {mine.output} are current; reused", err=True)
+    else:
+        echo(f"mining candidates for the {config.queries!r} queries into {mine.output}", err=True)
+        stages["mine"].run(mine, echo=echo)
+    label = stages["label"].config_cls(
+        data=config.data,
+        queries=config.queries,
+        candidates=str(Path(mine.output) / "candidates.parquet"),
+        teacher=config.teacher,
+        output=str(work / "labels"),
+        allow_worse=config.allow_worse,
+    )
+    echo(f"labelling them with the teacher {config.teacher} into {label.output}", err=True)
+    stages["label"].run(label, echo=echo)
+    return stages["student"].run(replace(config, labels=label.output), echo=echo)

@@ -44,6 +44,12 @@ class StudentConfig:
         metadata={"help": "BEIR folder or beir:NAME (texts of queries and documents)"}
     )
     labels: str = field(default="runs/labels", metadata={"help": "distill label output folder"})
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "a teacher folder: with no --labels, mine candidates for --queries and label them with it first (into OUTPUT-work/, reused when current)"
+        },
+    )
     output: str = field(default="runs/student", metadata={"help": "student folder"})
     overwrite: bool = field(
         default=False,
