@@ -247,6 +247,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         "queries": len(ranked),
         "precision": config.precision,
         "backends": backends,
+        "score_kind": teacher.score_kind,  # what `score` is: a logit, fused calibrated logits, ...
         "job_key": key,
     }
     if (
@@ -264,9 +265,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             f"{config.precision} fidelity: Spearman {rho:.4f} against exact fp32 on {len(sample)} pairs"
             + ("" if rho >= 0.99 else " (below 0.99: consider --precision exact)")
         )
-    names = (
-        [m.name for m in teacher.members if m.weight != 0] if hasattr(teacher, "members") else []
-    )
+    names = [m.name for m in teacher.members if m.weight != 0]
     todo = sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_)
     echo(
         f"plan: {len(pairs):,} pairs of {len(ranked):,} queries in {n_shards} shards; "

@@ -19,6 +19,12 @@ class SingleTeacher:
     """What every non-ensemble scorer shares: no members, probabilities from its calibration."""
 
     calibration: Calibration
+    score_kind: str  # what ``score`` returns: "logit", "bm25", ...; recorded in the labels
+
+    @property
+    def members(self) -> list:
+        """No members: a single teacher (an ensemble lists its members here)."""
+        return []
 
     def member_scores(
         self, pairs: Sequence[Pair], batch_size: int = 32, *, skip_zero: bool = False

@@ -64,7 +64,7 @@ def apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) ->
 
     from teachers.scoring import CrossEncoderTeacher
 
-    members = [m.teacher for m in teacher.members] if hasattr(teacher, "members") else [teacher]
+    members = [m.teacher for m in teacher.members] or [teacher]
     backends = []
     for member in members:
         if not isinstance(member, CrossEncoderTeacher):

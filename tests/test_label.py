@@ -301,6 +301,8 @@ def test_ensemble_member_columns(scifact_slice, mined, tiny_models, tmp_path, ca
     )
     code, _, err = _label(capsys, scifact_slice, mined, ens, tmp_path / "l")
     assert code == 0, err
+    manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
+    assert manifest["figures"]["score_kind"] == "weighted calibrated logit"  # not a probability
     rows = read_labels(tmp_path / "l").to_pylist()[:50]
     bert = _direct(tiny_models["bert-cross"], scifact_slice, rows)
     deberta = _direct(tiny_models["deberta-cross"], scifact_slice, rows)
