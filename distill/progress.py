@@ -39,6 +39,7 @@ class LogProgress:
         self.started = self.last = time.time()
         self.every = interval()
         self.postfix = ""
+        self.printed = -1  # the count of the last line printed
 
     def eta(self) -> float | None:
         done = self.n - self.start_n
@@ -60,13 +61,14 @@ class LogProgress:
         self.n += n
         if time.time() - self.last >= self.every:
             self.last = time.time()
+            self.printed = self.n
             print(self.line(), file=sys.stderr, flush=True)
 
     def set_postfix(self, **values) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
 
     def close(self) -> None:
-        if self.n > self.start_n:
+        if self.n > self.start_n and self.printed != self.n:
             print(self.line(), file=sys.stderr, flush=True)
 
 
