@@ -176,8 +176,6 @@ def _load_progress(out: Path, key: str, echo) -> dict:
 
 
 def run(config: LabelConfig, echo=click.echo) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from accelerate import PartialState
 
     from distill.models import resolve_model
@@ -275,25 +273,8 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     bar = progress_bar(todo, "labelling", "pairs", disable=not mine_)
     for index in mine_:
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
-        texts = [(queries[q], corpus[d].full_text) for q, d in chunk]
-        member_scores = (
-            teacher.member_scores(texts, config.batch_size, skip_zero=True) if names else {}
-        )
-        scores = (
-            teacher.combine(member_scores) if names else teacher.score(texts, config.batch_size)
-        )
-        cols = {
-            "qid": pa.array([q for q, _ in chunk], pa.string()),
-            "did": pa.array([d for _, d in chunk], pa.string()),
-            "score": pa.array(np.asarray(scores, dtype=np.float32)),
-        }
-        for name in names:
-            cols[f"score_{name}"] = pa.array(np.asarray(member_scores[name], dtype=np.float32))
-        cols["prob"] = pa.array(np.asarray(teacher.probability(scores), dtype=np.float32))
-        cols["gold"] = pa.array([(qrels or {}).get(q, {}).get(d, -1) for q, d in chunk], pa.int16())
         file = f"shard-{index:05d}.parquet"
-        with artifacts.atomic_path(out / file) as tmp:
-            pq.write_table(pa.table(cols), tmp)
+        label_shard(teacher, names, chunk, queries, corpus, qrels, config.batch_size, out / file)
         progress["shards"][str(index)] = {
             "file": file,
             "rows": len(chunk),
@@ -334,6 +315,28 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             f"labelled {len(pairs):,} pairs in {n_shards} shards ({len(done)} already done) in {time.time() - started:.1f}s; wrote {out}"
         )
     return out
+
+
+def label_shard(teacher, names, chunk, queries, corpus, qrels, batch_size: int, path: Path):
+    """Score one shard's (qid, did) pairs and write them atomically to ``path``: a function
+    of the pairs alone, so a resumed run writes the same bytes as an uninterrupted one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [(queries[q], corpus[d].full_text) for q, d in chunk]
+    member_scores = teacher.member_scores(texts, batch_size, skip_zero=True) if names else {}
+    scores = teacher.combine(member_scores) if names else teacher.score(texts, batch_size)
+    cols = {
+        "qid": pa.array([q for q, _ in chunk], pa.string()),
+        "did": pa.array([d for _, d in chunk], pa.string()),
+        "score": pa.array(np.asarray(scores, dtype=np.float32)),
+    }
+    for name in names:
+        cols[f"score_{name}"] = pa.array(np.asarray(member_scores[name], dtype=np.float32))
+    cols["prob"] = pa.array(np.asarray(teacher.probability(scores), dtype=np.float32))
+    cols["gold"] = pa.array([(qrels or {}).get(q, {}).get(d, -1) for q, d in chunk], pa.int16())
+    with artifacts.atomic_path(path) as tmp:
+        pq.write_table(pa.table(cols), tmp)
 
 
 def teacher_vs_first_stage(table, ranked, qrels, allow_worse: bool, echo) -> dict:

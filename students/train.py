@@ -365,8 +365,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from distill.labels_io import read_labels
-    from distill.models import load_bi_encoder, resolve_model
+    from distill.models import load_bi_encoder
     from distill.querysets import load_query_set
     from students.losses import build_loss
 
@@ -375,37 +374,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     queries, qrels, _ = load_query_set(dataset, config.queries)
     corpus = dataset.corpus
     labels_dir = Path(config.labels)
-    artifacts.claim_output(
-        config.output,
-        stage="train-student",
-        inputs=[dataset.root, labels_dir, resolve_model(config.model)],
-        overwrite=config.overwrite,
-    )
-    if not (labels_dir / "manifest.json").is_file():
-        raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
-    labels = group_labels(read_labels(labels_dir))
-    labels_all = labels
-    outside = sorted(set(labels) - set(queries))
-    if len(outside) == len(labels):
-        raise InputError(
-            f"no labelled query is in --queries {config.queries!r} (the labels name {outside[0]!r}, ...)",
-            path=labels_dir,
-        )
-    if outside:
-        echo(
-            f"note: training on the {len(labels) - len(outside)} labelled queries in --queries {config.queries!r}; "
-            f"{len(outside)} others ignored",
-            err=True,
-        )
-        labels = {q: lab for q, lab in labels.items() if q in queries}
-    held = split_validation(
-        {q: queries[q] for q in labels},
-        qrels,
-        config.val_fraction,
-        config.val_max_queries,
-        config.seed,
-    )
-    labels = {q: lab for q, lab in labels.items() if q not in held}
+    labels_all, labels, held = _load(config, dataset, queries, qrels, labels_dir, echo)
     out = Path(config.output)
     ckpt_dir = out.parent / f".{out.name}-checkpoints"
     try:
@@ -433,29 +402,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "queries with gold positives to hold out, or val_fraction 0)",
             err=True,
         )
-    temperature = config.teacher_temperature
-    if config.loss != "mnrl":
-        if temperature is None:
-            spreads: dict[str, float] = {}
-            temperature = auto_temperature(labels, model, queries, corpus, config, spreads=spreads)
-            echo(
-                f"teacher temperature {temperature:.4g} (auto: teacher spread / student spread)",
-                err=True,
-            )
-            if not TEMPERATURE_BOUNDS[0] <= temperature <= TEMPERATURE_BOUNDS[1]:
-                echo(
-                    f"warning: teacher temperature {temperature:.4g} is outside "
-                    f"{TEMPERATURE_BOUNDS[0]}..{TEMPERATURE_BOUNDS[1]}: the teacher's scores spread "
-                    f"{spreads.get('teacher', 0):.4g} over a query's top {config.negative_depth}, "
-                    f"the start student's {spreads.get('student', 0):.4g}. A teacher that barely "
-                    "separates the candidates (or separates them wildly) teaches little; check "
-                    "its validation figures.",
-                    err=True,
-                )
-        labels = {
-            q: QueryLabels(lab.dids, lab.scores / np.float32(temperature), lab.gold)
-            for q, lab in labels.items()
-        }
+    temperature, labels = _teacher_units(labels, model, queries, corpus, config, echo)
     set_seed(config.seed)
     loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch_weight)
     counts: dict[str, int] = {}
@@ -524,6 +471,42 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         total, "training student", "steps", initial=step,
         disable=not accelerator.is_local_main_process,
     )  # fmt: skip
+    losses = _loop(
+        accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
+        labels, queries, corpus, config, ckpt_dir, log_with, total, (step, start_epoch, skip),
+    )  # fmt: skip
+    step += len(losses)
+    bar.close()
+    accelerator.wait_for_everyone()
+    if log_with:
+        accelerator.end_training()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        if validation is not None:
+            validation.measure("student", final, echo)
+            validation.guard(config.allow_worse, echo)
+        figures = {
+            "examples": len(examples_0),
+            "steps": step,
+            "final_loss": losses[-1] if losses else None,
+            "teacher_temperature": temperature,
+            "examples_epoch_0": counts,
+            "validation": None if validation is None else validation.figures(),
+        }
+        _save(final, config, figures, losses, ckpt_dir, started, echo)
+    return out
+
+
+def _loop(
+    accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
+    labels, queries, corpus, config: StudentConfig, ckpt_dir: Path, log_with, total: int,
+    position: tuple[int, int, int],
+) -> list[float]:  # fmt: skip
+    """Phase 3: the optimizer steps from ``position`` (step, epoch, batches to skip) on, with
+    checkpoints, until ``total`` steps or the time budget; returns the loss of each step."""
+    import torch
+
+    step, start_epoch, skip = position
     model.train()
     losses: list[float] = []
     budget_end = None if config.time_budget is None else time.time() + 60 * config.time_budget
@@ -575,49 +558,109 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
                 if step >= total or _out_of_time(budget_end, accelerator):
                     break
         skip = 0
-    bar.close()
-    accelerator.wait_for_everyone()
-    if log_with:
-        accelerator.end_training()
-    if accelerator.is_main_process:
-        final = accelerator.unwrap_model(model)
-        if validation is not None:
-            validation.measure("student", final, echo)
-            validation.guard(config.allow_worse, echo)
-        final.max_seq_length = config.max_doc_length
-        with artifacts.atomic_path(out, stage="train-student", overwrite=config.overwrite) as tmp:
-            final.save(str(tmp), safe_serialization=True)
-            _card(tmp, config, len(examples_0), step, losses, time.time() - started)
-            if config.onnx:
-                _export_onnx(tmp, echo)
-        import shutil
+    return losses
 
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        inputs = {"labels": labels_dir / "manifest.json"}
-        start = Path(resolve_model(config.model))
-        if start.exists():
-            inputs["start"] = start
-        figures = {
-            "examples": len(examples_0),
-            "steps": step,
-            "final_loss": losses[-1] if losses else None,
-            "train_seconds": round(time.time() - started, 1),
-            "teacher_temperature": temperature,
-            "examples_epoch_0": counts,
-            "validation": None if validation is None else validation.figures(),
-        }
-        artifacts.write_manifest(
-            out,
-            stage="train-student",
-            config=asdict(config),
-            inputs=inputs,
-            figures=figures,
-            started=started,
+
+def _load(config: StudentConfig, dataset, queries, qrels, labels_dir: Path, echo):
+    """Phase 1: claim the output, read the labels, keep the --queries ones, hold out the
+    validation queries. Returns (all labels, training labels, held-out query ids)."""
+    from distill.labels_io import read_labels
+    from distill.models import resolve_model
+
+    artifacts.claim_output(
+        config.output,
+        stage="train-student",
+        inputs=[dataset.root, labels_dir, resolve_model(config.model)],
+        overwrite=config.overwrite,
+    )
+    if not (labels_dir / "manifest.json").is_file():
+        raise InputError("no finished labels here (run `distill label` first)", path=labels_dir)
+    labels = group_labels(read_labels(labels_dir))
+    labels_all = labels
+    outside = sorted(set(labels) - set(queries))
+    if len(outside) == len(labels):
+        raise InputError(
+            f"no labelled query is in --queries {config.queries!r} (the labels name {outside[0]!r}, ...)",
+            path=labels_dir,
         )
+    if outside:
         echo(
-            f"trained {config.loss} student: {len(examples_0)} examples/epoch, {step} steps in {time.time() - started:.0f}s; wrote {out}"
+            f"note: training on the {len(labels) - len(outside)} labelled queries in --queries {config.queries!r}; "
+            f"{len(outside)} others ignored",
+            err=True,
         )
-    return out
+        labels = {q: lab for q, lab in labels.items() if q in queries}
+    held = split_validation(
+        {q: queries[q] for q in labels},
+        qrels,
+        config.val_fraction,
+        config.val_max_queries,
+        config.seed,
+    )
+    labels = {q: lab for q, lab in labels.items() if q not in held}
+    return labels_all, labels, held
+
+
+def _teacher_units(labels, model, queries, corpus, config: StudentConfig, echo):
+    """Phase 2: the teacher's scores divided by the (auto) temperature; (temperature, labels)."""
+    temperature = config.teacher_temperature
+    if config.loss != "mnrl":
+        if temperature is None:
+            spreads: dict[str, float] = {}
+            temperature = auto_temperature(labels, model, queries, corpus, config, spreads=spreads)
+            echo(
+                f"teacher temperature {temperature:.4g} (auto: teacher spread / student spread)",
+                err=True,
+            )
+            if not TEMPERATURE_BOUNDS[0] <= temperature <= TEMPERATURE_BOUNDS[1]:
+                echo(
+                    f"warning: teacher temperature {temperature:.4g} is outside "
+                    f"{TEMPERATURE_BOUNDS[0]}..{TEMPERATURE_BOUNDS[1]}: the teacher's scores spread "
+                    f"{spreads.get('teacher', 0):.4g} over a query's top {config.negative_depth}, "
+                    f"the start student's {spreads.get('student', 0):.4g}. A teacher that barely "
+                    "separates the candidates (or separates them wildly) teaches little; check "
+                    "its validation figures.",
+                    err=True,
+                )
+        labels = {
+            q: QueryLabels(lab.dids, lab.scores / np.float32(temperature), lab.gold)
+            for q, lab in labels.items()
+        }
+    return temperature, labels
+
+
+def _save(final, config: StudentConfig, figures: dict, losses, ckpt_dir: Path, started, echo):
+    """Phase 4: the student folder (atomic), its card and manifest; checkpoints removed."""
+    import shutil
+
+    from distill.models import resolve_model
+
+    out = Path(config.output)
+    labels_dir = Path(config.labels)
+    examples, step = figures["examples"], figures["steps"]
+    figures["train_seconds"] = round(time.time() - started, 1)
+    final.max_seq_length = config.max_doc_length
+    with artifacts.atomic_path(out, stage="train-student", overwrite=config.overwrite) as tmp:
+        final.save(str(tmp), safe_serialization=True)
+        _card(tmp, config, examples, step, losses, time.time() - started)
+        if config.onnx:
+            _export_onnx(tmp, echo)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    inputs = {"labels": labels_dir / "manifest.json"}
+    start = Path(resolve_model(config.model))
+    if start.exists():
+        inputs["start"] = start
+    artifacts.write_manifest(
+        out,
+        stage="train-student",
+        config=asdict(config),
+        inputs=inputs,
+        figures=figures,
+        started=started,
+    )
+    echo(
+        f"trained {config.loss} student: {examples} examples/epoch, {step} steps in {time.time() - started:.0f}s; wrote {out}"
+    )
 
 
 class _Validation:

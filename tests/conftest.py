@@ -144,3 +144,17 @@ def scifact_slice(tmp_path_factory, scifact_dir) -> Path:
             if q["_id"] in wanted_queries:
                 queries[q["_id"]] = q["text"]
     return write_beir(tmp_path_factory.mktemp("scifact-slice"), corpus, queries, qrels)
+
+
+@pytest.fixture(scope="module")
+def bm25_train_candidates(scifact_slice, tmp_path_factory) -> Path:
+    """`distill mine` BM25 top-10 for the slice's 40 train queries (candidates.parquet)."""
+    from distill.cli import main
+
+    out = tmp_path_factory.mktemp("mine")
+    try:
+        main(["mine", str(scifact_slice), "--queries", "train", "--method", "bm25", "--k", "10",
+              "--output", str(out)])  # fmt: skip
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out / "candidates.parquet"

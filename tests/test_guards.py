@@ -23,18 +23,9 @@ def _refusal(code: int, err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def bm25_mined(scifact_slice, tmp_path_factory):
-    """BM25 top-10 for the slice's 40 train queries."""
-    from distill.cli import main
-
-    out = tmp_path_factory.mktemp("mine")
-    try:
-        main(["mine", str(scifact_slice), "--queries", "train", "--method", "bm25", "--k", "10",
-              "--output", str(out)])  # fmt: skip
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return out / "candidates.parquet"
+@pytest.fixture
+def bm25_mined(bm25_train_candidates):
+    return bm25_train_candidates
 
 
 @pytest.fixture(scope="module")

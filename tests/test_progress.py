@@ -64,17 +64,9 @@ def test_learning_rate_reaches_its_end_at_the_last_step_with_n_processes(process
     assert max(seen) == pytest.approx(1.0)
 
 
-@pytest.fixture(scope="module")
-def mined(scifact_slice, tmp_path_factory):
-    from distill.cli import main
-
-    out = tmp_path_factory.mktemp("mine")
-    try:
-        main(["mine", str(scifact_slice), "--queries", "train", "--method", "bm25", "--k", "10",
-              "--output", str(out)])  # fmt: skip
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return out / "candidates.parquet"
+@pytest.fixture
+def mined(bm25_train_candidates):
+    return bm25_train_candidates
 
 
 def _logged(argv, tmp_path) -> str:
