@@ -1,19 +1,26 @@
-"""Labelling speed: `distill label` (each precision) against `CrossEncoder.predict`, side by side.
+"""Labelling speed: `distill label` (exact and each faster precision) against
+`CrossEncoder.predict`, side by side, at the default thread count and at 1 thread.
 
-Same pairs, same model, same batch size, in one process. The teacher body is the real bundled
-all-MiniLM-L6-v2: by default a mean-pooled cross-encoder built from it with an untrained head
-(the cost is the same), or with ``--teacher`` a trained one (``distill teach``'s cross-encoder
-member), whose fidelity figures are the ones that matter.
+Same pairs, same model, same batch size, in one process. The paths alternate over
+``--repeats`` rounds (a neighbour's load hits all of them alike) and each figure is the median.
+The teacher is the SciFact run's cross-encoder member when there is one
+(``runs/scifact/teacher/members/teacher``), else the demo's (``runs/quickstart/...``), else a
+mean-pooled cross-encoder on the bundled MiniLM with an untrained head (same cost, but its
+fidelity figures mean little). The machine's load average is printed before and after, and
+the share of CPU other processes took during the run: ratios from a busy machine are wrong, so
+the script says so.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/label_speed.py --queries 100 --k 50 --max-length 256
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/label_speed.py --queries 100 --k 50
 
-Prints a Markdown table: pairs/s, ratio to CrossEncoder.predict, Spearman against fp32.
+Prints one Markdown table per thread count: seconds, pairs/s, ratio to CrossEncoder.predict,
+max |diff| and Spearman against predict's fp32 scores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -23,8 +30,123 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill import data, label, mine, retrieval
+from distill import artifacts, data, label, mine, retrieval
+from teachers.precision import spearman
 from teachers.train import build_mean_pool
+
+TEACHERS = ("runs/scifact/teacher/members/teacher", "runs/quickstart/teacher/members/teacher")
+
+
+def _busy_jiffies() -> int:
+    """CPU time (jiffies) all processes spent not idle, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+
+class Quiet:
+    """How much CPU other processes took while the benchmark ran (Linux; else unknown)."""
+
+    def __enter__(self):
+        self.load_before = os.getloadavg()
+        self.wall, self.own = time.perf_counter(), sum(os.times()[:4])
+        self.busy = _busy_jiffies() if Path("/proc/stat").is_file() else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.load_after = os.getloadavg()
+        wall = time.perf_counter() - self.wall
+        own = sum(os.times()[:4]) - self.own
+        self.others = None
+        if self.busy is not None:
+            busy = (_busy_jiffies() - self.busy) / os.sysconf("SC_CLK_TCK")
+            self.others = max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
+
+    def report(self) -> str:
+        line = (
+            f"load average before {self.load_before[0]:.2f}, after {self.load_after[0]:.2f}; "
+            + (
+                "other processes' CPU share unknown"
+                if self.others is None
+                else f"other processes took {self.others:.0%} of the machine's CPU during the run"
+            )
+        )
+        if self.load_before[0] > 0.5 or (self.others or 0) > 0.05:
+            line += "\nWARNING: the machine was not quiet; these ratios are not to be quoted."
+        return line
+
+
+def _setup(args, work: Path):
+    """(pairs as texts, candidates file, queries file, teacher folder, teacher description)."""
+    ds = data.BeirDataset(args.data)
+    qids = sorted(ds.qrels("train"))[: args.queries]
+    queries = {q: ds.queries[q] for q in qids}
+    mine.write_candidates(
+        retrieval.bm25_search(ds.corpus, queries, args.k), "bm25", work / "candidates.parquet"
+    )
+    qfile = work / "queries.jsonl"
+    qfile.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    teacher = args.teacher or next((t for t in TEACHERS if Path(t, "config.json").is_file()), None)
+    if teacher is None:
+        teacher, what = work / "teacher", "untrained mean-pool head on the bundled MiniLM"
+        build_mean_pool("bundled", args.max_length or 256, seed=0).save(str(teacher))
+    else:
+        what = teacher
+    pair_ids = label.pair_list(label.read_ranked(work / "candidates.parquet"), None, False)
+    pairs = [(queries[q], ds.corpus[d].full_text) for q, d in pair_ids]
+    return pairs, qfile, Path(teacher), what
+
+
+def _time_label(args, work: Path, qfile: Path, teacher: Path, precision: str, n: int):
+    out = work / f"labels-{precision}"
+    shutil.rmtree(out, ignore_errors=True)
+    config = label.LabelConfig(
+        data=args.data,
+        candidates=str(work / "candidates.parquet"),
+        teacher=str(teacher),
+        queries=str(qfile),
+        output=str(out),
+        batch_size=args.batch_size,
+        precision=precision,
+        fidelity_sample=0,
+        shard_size=n,
+        max_length=args.max_length,
+    )
+    start = time.perf_counter()
+    label.run(config, echo=lambda *a, **k: None)
+    seconds = time.perf_counter() - start
+    backend = (artifacts.read_manifest(out) or {}).get("figures", {}).get("backends", [{}])
+    scores = np.asarray(label.read_labels(out).column("score").to_numpy())
+    return seconds, scores, backend[0].get("backend", precision) if backend else precision
+
+
+def _round(args, work, qfile, teacher, pairs, ce, modes) -> dict:
+    """One timed pass of every path, in order: {path: (seconds, scores, backend)}."""
+    start = time.perf_counter()
+    ref = ce.predict(
+        pairs, batch_size=args.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+    )
+    out = {"predict": (time.perf_counter() - start, np.asarray(ref), "torch")}
+    for mode in modes:
+        out[mode] = _time_label(args, work, qfile, teacher, mode, len(pairs))
+    return out
+
+
+def _table(pairs, rounds, modes) -> str:
+    seconds = {p: statistics.median(r[p][0] for r in rounds) for p in ["predict", *modes]}
+    ref = rounds[0]["predict"][1]
+    lines = [
+        "| path | backend | seconds | pairs/s | vs predict | max abs diff | Spearman vs predict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in ["predict", *modes]:
+        scores, backend = rounds[-1][path][1], rounds[-1][path][2]
+        name = "`CrossEncoder.predict`" if path == "predict" else f"`distill label` ({path})"
+        lines.append(
+            f"| {name} | {backend} | {seconds[path]:.1f} | {len(pairs) / seconds[path]:.1f} | "
+            f"{seconds['predict'] / seconds[path]:.2f}x | {np.abs(scores - ref).max():.1e} | "
+            f"{spearman(ref, scores):.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -32,104 +154,37 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/scifact")
     ap.add_argument("--queries", type=int, default=100, help="train queries used")
     ap.add_argument("--k", type=int, default=50, help="BM25 candidates per query")
-    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--max-length", type=int, default=None, help="default: the teacher's own")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument(
-        "--repeats", type=int, default=2, help="timed runs of the exact path and predict (median)"
-    )
-    ap.add_argument("--modes", default="torch,onnx-int8,int8")
-    ap.add_argument(
-        "--teacher",
-        default=None,
-        help="a trained cross-encoder folder (its body must be the bundled MiniLM) instead of the untrained mean-pool head",
-    )
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds (median)")
+    ap.add_argument("--modes", default="exact,onnx-int8")
+    ap.add_argument("--threads", default=f"{torch.get_num_threads()},1")
+    ap.add_argument("--teacher", default=None, help="a cross-encoder folder (default: see above)")
     args = ap.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="label-bench-"))
-    ds = data.BeirDataset(args.data)
-    qrels = ds.qrels("train")
-    qids = sorted(qrels)[: args.queries]
-    queries = {q: ds.queries[q] for q in qids}
-    run = retrieval.bm25_search(ds.corpus, queries, args.k)
-    mine.write_candidates(run, "bm25", work / "candidates.parquet")
-    qfile = work / "queries.jsonl"
-    qfile.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
-    teacher_dir = work / "teacher"
-    if args.teacher:
-        from sentence_transformers import CrossEncoder as _CE
-
-        _CE(args.teacher, max_length=args.max_length).save(str(teacher_dir))
-    else:
-        build_mean_pool("bundled", args.max_length, seed=0).save(str(teacher_dir))
-    pairs_ids = label.pair_list(label.read_ranked(work / "candidates.parquet"), None, False)
-    pairs = [(queries[q], ds.corpus[d].full_text) for q, d in pairs_ids]
-    print(
-        f"{len(pairs)} pairs, max_length {args.max_length}, batch {args.batch_size}, torch threads {torch.get_num_threads()}"
-    )
 
     from sentence_transformers import CrossEncoder
 
-    ce = CrossEncoder(str(teacher_dir))
-    exact_scores = None
-
-    def time_predict() -> float:
-        nonlocal exact_scores
-        start = time.perf_counter()
-        exact_scores = ce.predict(
-            pairs,
-            batch_size=args.batch_size,
-            activation_fn=torch.nn.Identity(),
-            show_progress_bar=False,
-        )
-        return time.perf_counter() - start
-
-    def time_label(precision: str) -> tuple[float, np.ndarray]:
-        out = work / f"labels-{precision}"
-        shutil.rmtree(out, ignore_errors=True)
-        config = label.LabelConfig(
-            data=args.data,
-            candidates=str(work / "candidates.parquet"),
-            teacher=str(teacher_dir),
-            queries=str(qfile),
-            output=str(out),
-            batch_size=args.batch_size,
-            precision=precision,
-            fidelity_sample=0,
-            shard_size=len(pairs),
-        )
-        start = time.perf_counter()
-        label.run(config, echo=lambda *a, **k: None)
-        seconds = time.perf_counter() - start
-        return seconds, np.asarray(label.read_labels(out).column("score").to_numpy())
-
-    predict_s, exact_s = [], []
-    for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both
-        predict_s.append(time_predict())
-        seconds, label_scores = time_label("exact")
-        exact_s.append(seconds)
-    rows = [("CrossEncoder.predict", statistics.median(predict_s), 1.0)]
-    print(f"exact mode max |diff| vs predict: {np.abs(label_scores - exact_scores).max():.2e}")
-    rows.append(
-        (
-            "distill label (exact)",
-            statistics.median(exact_s),
-            label.spearman(exact_scores, label_scores),
-        )
-    )
-    for mode in [m for m in args.modes.split(",") if m]:
-        seconds, scores = time_label(mode)
-        rows.append((f"distill label ({mode})", seconds, label.spearman(exact_scores, scores)))
-        if mode == "torch":
-            print(f"torch mode max |diff| vs predict: {np.abs(scores - exact_scores).max():.2e}")
-    base = rows[0][1]
-    print(
-        "\n| path | seconds | pairs/s | speed vs predict | Spearman vs fp32 |\n| --- | --- | --- | --- | --- |"
-    )
-    for name, seconds, rho in rows:
+    work = Path(tempfile.mkdtemp(prefix="label-bench-"))
+    modes = [m for m in args.modes.split(",") if m]
+    try:
+        pairs, qfile, teacher, what = _setup(args, work)
+        ce = CrossEncoder(str(teacher), max_length=args.max_length)
         print(
-            f"| {name} | {seconds:.1f} | {len(pairs) / seconds:.1f} | {base / seconds:.2f}x | {rho:.4f} |"
+            f"{len(pairs)} pairs ({args.queries} SciFact train queries x BM25 top {args.k}), "
+            f"teacher {what} (max_length {ce.max_length}), batch {args.batch_size}, "
+            f"{args.repeats} alternating rounds, {os.cpu_count()} CPUs"
         )
-    shutil.rmtree(work, ignore_errors=True)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            with Quiet() as quiet:
+                rounds = [
+                    _round(args, work, qfile, teacher, pairs, ce, modes)
+                    for _ in range(args.repeats)
+                ]
+            print(f"\n{threads} thread(s): {quiet.report()}\n")
+            print(_table(pairs, rounds, modes))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

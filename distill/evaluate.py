@@ -370,12 +370,8 @@ def machine_label() -> str:
     return f"{platform.node() or 'this machine'}: {device}, {platform.machine()}"
 
 
-def run(config: EvaluateConfig, echo=click.echo) -> Path:
-    from distill import report
-
-    started = time.time()
-    dataset = data.open_dataset(config.data)
-    corpus = dataset.corpus
+def _plan(config: EvaluateConfig, dataset) -> tuple[dict, dict | None, list[str]]:
+    """Plan: load the query set, check every system has its model, and claim the output."""
     queries, real_qrels, _ = load_query_set(dataset, config.split)
     if real_qrels is None and not config.judge:
         raise InputError(
@@ -403,6 +399,13 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         inputs=[dataset.root, *(m for m in models if m)],
         overwrite=config.overwrite,
     )
+    return queries, real_qrels, systems
+
+
+def _retrieve(
+    config: EvaluateConfig, corpus, queries, systems: list[str], echo
+) -> tuple[dict[str, retrieval.Ranking], dict[str, BiEncoderSystem]]:
+    """Retrieve: run BM25 and each needed bi-encoder over the corpus (first-stage rankings)."""
     wants_teacher = "teacher" in systems or "cascade" in systems
     runs: dict[str, retrieval.Ranking] = {}
     if "bm25" in systems or (wants_teacher and config.first_stage in ("bm25", "hybrid")):
@@ -429,35 +432,63 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
                 config.k,
                 batch_size=config.batch_size,
             )
-    teacher = None
-    if wants_teacher:
-        teacher = load_teacher(config.teacher, max_length=config.max_length)
-        first = (
-            retrieval.rrf([runs["bm25"], runs["base"]], depth=config.k)
-            if config.first_stage == "hybrid"
-            else runs[config.first_stage]
+    return runs, bi
+
+
+def _rerank_systems(
+    config: EvaluateConfig,
+    corpus,
+    queries,
+    systems: list[str],
+    runs: dict[str, retrieval.Ranking],
+    echo,
+):
+    """Rerank: the teacher (and cascade) rerank their candidates; adds to runs and systems."""
+    teacher = load_teacher(config.teacher, max_length=config.max_length)
+    first = (
+        retrieval.rrf([runs["bm25"], runs["base"]], depth=config.k)
+        if config.first_stage == "hybrid"
+        else runs[config.first_stage]
+    )
+    check = [
+        (queries[q], corpus[d].full_text)
+        for q in list(queries)[:8]
+        for d in metrics.trec_order(first.get(q, {}))[:12]
+    ]
+    apply_precision(teacher, "exact", check, echo)  # fp32, via onnxruntime where it matches
+    if "teacher" in systems:
+        echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
+        member_runs: dict[str, retrieval.Ranking] = {}
+        runs["teacher"] = rerank(
+            teacher, queries, corpus, first, config.rerank_k, config.batch_size, member_runs
         )
-        check = [
-            (queries[q], corpus[d].full_text)
-            for q in list(queries)[:4]
-            for d in metrics.trec_order(first.get(q, {}))[:8]
-        ]
-        apply_precision(teacher, "exact", check, echo)  # fp32, via onnxruntime where it matches
-        if "teacher" in systems:
-            echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
-            member_runs: dict[str, retrieval.Ranking] = {}
-            runs["teacher"] = rerank(
-                teacher, queries, corpus, first, config.rerank_k, config.batch_size, member_runs
-            )
-            for name, ranking in member_runs.items():  # each ensemble member alone, same candidates
-                runs[f"teacher:{name}"] = ranking
-            at = systems.index("teacher") + 1
-            systems[at:at] = [f"teacher:{name}" for name in member_runs]
-        if "cascade" in systems:
-            runs["cascade"] = rerank(
-                teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size
-            )
-    shown = {s: runs[s] for s in systems}
+        for name, ranking in member_runs.items():  # each ensemble member alone, same candidates
+            runs[f"teacher:{name}"] = ranking
+        at = systems.index("teacher") + 1
+        systems[at:at] = [f"teacher:{name}" for name in member_runs]
+    if "cascade" in systems:
+        runs["cascade"] = rerank(
+            teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size
+        )
+    return teacher
+
+
+@dataclass
+class Comparison:
+    """What the compare phase found: per-query and mean metrics, tests, judge agreement."""
+
+    per: dict[str, dict[str, dict[str, float]]]
+    summary: dict[str, dict[str, float]]
+    significance: dict[str, dict[str, float]]
+    recovered: float | None
+    judged_info: dict | None
+    agreement: dict | None
+
+
+def _compare(
+    config: EvaluateConfig, queries, corpus, shown: dict[str, retrieval.Ranking], real_qrels
+) -> Comparison:
+    """Compare: score every shown system (on qrels or judge grades) and test it against base."""
     judged_info = None
     qrels = real_qrels
     if config.judge:
@@ -506,25 +537,36 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
                 kendall_tau([real[s] for s in names], [summary[s][primary] for s in names]), 3
             ),
         }
-    cost = (
-        measure_cost(config, queries, corpus, bi, teacher, config.first_stage)
-        if config.cost
-        else {}
-    )
+    return Comparison(per, summary, significance, recovered, judged_info, agreement)
+
+
+def _report(
+    config: EvaluateConfig,
+    dataset,
+    queries,
+    systems: list[str],
+    found: Comparison,
+    cost: dict,
+    started: float,
+    echo,
+) -> Path:
+    """Report: write the result (HTML report and manifest) and print its markdown summary."""
+    from distill import report
+
     result = {
         "dataset": config.data,
         "split": config.split,
         "queries": len(queries),
-        "judged_queries": len(per[systems[0]][primary]),
+        "judged_queries": len(found.per[systems[0]][config.primary]),
         "machine": machine_label(),
         "systems": systems,
-        "metrics": summary,
-        "per_query": per,
-        "significance_vs_base": significance,
-        "student_recovers_teacher_gain": recovered,
+        "metrics": found.summary,
+        "per_query": found.per,
+        "significance_vs_base": found.significance,
+        "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
-        "judge": judged_info,
-        "judge_agreement": agreement,
+        "judge": found.judged_info,
+        "judge_agreement": found.agreement,
         "config": artifacts._plain(config),
     }
     out = artifacts.mark_output(config.output, "evaluate")
@@ -536,9 +578,28 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         stage="evaluate",
         config=config,
         inputs={"corpus": dataset.corpus_path},
-        figures={"metrics": summary, "cost": cost},
+        figures={"metrics": found.summary, "cost": cost},
         started=started,
     )
     echo(report.markdown(result))
     echo(f"report: {html.resolve()}")
     return out
+
+
+def run(config: EvaluateConfig, echo=click.echo) -> Path:
+    started = time.time()
+    dataset = data.open_dataset(config.data)
+    corpus = dataset.corpus
+    queries, real_qrels, systems = _plan(config, dataset)
+    runs, bi = _retrieve(config, corpus, queries, systems, echo)
+    teacher = None
+    if "teacher" in systems or "cascade" in systems:
+        teacher = _rerank_systems(config, corpus, queries, systems, runs, echo)
+    shown = {s: runs[s] for s in systems}
+    found = _compare(config, queries, corpus, shown, real_qrels)
+    cost = (
+        measure_cost(config, queries, corpus, bi, teacher, config.first_stage)
+        if config.cost
+        else {}
+    )
+    return _report(config, dataset, queries, systems, found, cost, started, echo)

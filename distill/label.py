@@ -175,15 +175,36 @@ def _load_progress(out: Path, key: str, echo) -> dict:
     return {"key": key, "shards": {}}
 
 
-def run(config: LabelConfig, echo=click.echo) -> Path:
-    from accelerate import PartialState
+@dataclass
+class _Inputs:
+    """What labelling reads: queries, qrels, candidates, the pair list and the teacher."""
 
+    queries: dict[str, str]
+    qrels: dict | None
+    query_file: Path | None
+    ranked: dict[str, list[str]]
+    corpus: dict
+    pairs: list[tuple[str, str]]
+    teacher_path: str
+
+
+@dataclass
+class _Plan:
+    """Where the job stands: output folder, job key, progress, shards done and shards owned."""
+
+    out: Path
+    key: str
+    progress: dict
+    n_shards: int
+    done: set[int]
+    owned_shards: list[int]
+
+
+def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
+    """Read the queries and candidates, check them against the corpus, list the pairs."""
     from distill.models import resolve_model
-    from teachers.scoring import check_teacher, load_teacher
+    from teachers.scoring import check_teacher
 
-    started = time.time()
-    state = PartialState()
-    dataset = data.open_dataset(config.data)
     queries, qrels, query_file = load_query_set(dataset, config.queries)
     ranked = read_candidates(config.candidates).ranked
     unknown = sorted(set(ranked) - set(queries))
@@ -204,14 +225,11 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     pairs = pair_list(ranked, qrels, config.include_positives)
     teacher_path = resolve_model(config.teacher)
     check_teacher(config.teacher)
-    key = job_key(config, teacher_path, artifacts.fingerprint(query_file) if query_file else "")
-    out = artifacts.claim_output(
-        config.output,
-        stage="label",
-        inputs=[dataset.root, config.candidates, teacher_path, query_file],
-        overwrite=config.overwrite,
-    )
-    artifacts.mark_output(out, "label")
+    return _Inputs(queries, qrels, query_file, ranked, corpus, pairs, teacher_path)
+
+
+def _plan_shards(config: LabelConfig, state, out: Path, key: str, n_pairs: int, echo) -> _Plan:
+    """Plan shards: load (or reset) the progress; find the shards done and this process's."""
     progress = _load_progress(out, key, echo) if state.is_main_process else None
     state.wait_for_everyone()
     if progress is None:
@@ -220,33 +238,38 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             if (out / PROGRESS).is_file()
             else {"key": key, "shards": {}}
         )
-    n_shards = max(1, -(-len(pairs) // config.shard_size))
+    n_shards = max(1, -(-n_pairs // config.shard_size))
     done = {
         int(i)
         for i, meta in progress["shards"].items()
         if (out / meta["file"]).is_file()
         and artifacts.fingerprint(out / meta["file"]) == meta["sha256"]
     }
-    finished = artifacts.read_manifest(out)
-    if len(done) == n_shards and finished and finished["figures"].get("job_key") == key:
-        echo(f"labels in {out} are current ({len(pairs):,} pairs); nothing to do")
-        return out  # its manifest is left as the run that made the rows wrote it
-    mine_ = [
+    owned_shards = [
         i
         for i in range(n_shards)
         if i % state.num_processes == state.process_index and i not in done
     ]
+    return _Plan(out, key, progress, n_shards, done, owned_shards)
+
+
+def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, echo):
+    """Load the teacher at --precision (checking fidelity on the main process); its figures."""
+    from teachers.scoring import load_teacher
+
+    queries, corpus, pairs = inputs.queries, inputs.corpus, inputs.pairs
     teacher = load_teacher(config.teacher, max_length=config.max_length)
-    check = [(queries[q], corpus[d].full_text) for q, d in pairs[:32]] if mine_ else []
+    # the pairs exact mode checks onnxruntime on, and times it against torch with
+    check = [(queries[q], corpus[d].full_text) for q, d in pairs[:64]] if plan.owned_shards else []
     backends = apply_precision(teacher, config.precision, check, echo)
     figures: dict = {
         "pairs": len(pairs),
-        "shards": n_shards,
-        "queries": len(ranked),
+        "shards": plan.n_shards,
+        "queries": len(inputs.ranked),
         "precision": config.precision,
         "backends": backends,
         "score_kind": teacher.score_kind,  # what `score` is: a logit, fused calibrated logits, ...
-        "job_key": key,
+        "job_key": plan.key,
     }
     if (
         config.precision not in ("exact", "torch")
@@ -263,18 +286,35 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             f"{config.precision} fidelity: Spearman {rho:.4f} against exact fp32 on {len(sample)} pairs"
             + ("" if rho >= 0.99 else " (below 0.99: consider --precision exact)")
         )
+    return teacher, figures
+
+
+def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Plan, echo):
+    """Label this process's shards, recording each one in the progress file as it is done."""
+    pairs, out, progress = inputs.pairs, plan.out, plan.progress
     names = [m.name for m in teacher.members if m.weight != 0]
-    todo = sum(min(config.shard_size, len(pairs) - i * config.shard_size) for i in mine_)
+    todo = sum(
+        min(config.shard_size, len(pairs) - i * config.shard_size) for i in plan.owned_shards
+    )
     echo(
-        f"plan: {len(pairs):,} pairs of {len(ranked):,} queries in {n_shards} shards; "
-        f"{len(done)} done before, {todo:,} pairs to score here",
+        f"plan: {len(pairs):,} pairs of {len(inputs.ranked):,} queries in {plan.n_shards} shards; "
+        f"{len(plan.done)} done before, {todo:,} pairs to score here",
         err=True,
     )
-    bar = progress_bar(todo, "labelling", "pairs", disable=not mine_)
-    for index in mine_:
+    bar = progress_bar(todo, "labelling", "pairs", disable=not plan.owned_shards)
+    for index in plan.owned_shards:
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         file = f"shard-{index:05d}.parquet"
-        label_shard(teacher, names, chunk, queries, corpus, qrels, config.batch_size, out / file)
+        label_shard(
+            teacher,
+            names,
+            chunk,
+            inputs.queries,
+            inputs.corpus,
+            inputs.qrels,
+            config.batch_size,
+            out / file,
+        )
         progress["shards"][str(index)] = {
             "file": file,
             "rows": len(chunk),
@@ -286,34 +326,69 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
             artifacts.write_json(out / f".progress-{state.process_index}.json", progress)
         bar.update(len(chunk))
     bar.close()
+
+
+def _finish(
+    config: LabelConfig, state, dataset, inputs: _Inputs, plan: _Plan, figures: dict, started, echo
+) -> None:
+    """Finish (main process): merge the progress files, validate, write the manifest."""
+    out, progress = plan.out, plan.progress
+    if state.num_processes > 1:
+        for part in out.glob(".progress-*.json"):
+            progress["shards"].update(json.loads(part.read_text())["shards"])
+            part.unlink()
+        artifacts.write_json(out / PROGRESS, progress)
+    shards = [progress["shards"][str(i)] for i in range(plan.n_shards)]
+    if inputs.qrels:
+        figures["validation"] = teacher_vs_first_stage(
+            read_labels(out), inputs.ranked, inputs.qrels, config.allow_worse, echo
+        )
+    figures["checksums"] = {s["file"]: s["sha256"] for s in shards}
+    figures["seconds_this_run"] = round(time.time() - started, 1)
+    sources = {"candidates": Path(config.candidates), "corpus": dataset.corpus_path}
+    if Path(inputs.teacher_path).exists():
+        sources["teacher"] = Path(inputs.teacher_path)
+    artifacts.write_manifest(
+        out,
+        stage="label",
+        config=asdict(config),
+        inputs=sources,
+        figures=figures,
+        started=started,
+    )
+    echo(
+        f"labelled {len(inputs.pairs):,} pairs in {plan.n_shards} shards ({len(plan.done)} already done) in {time.time() - started:.1f}s; wrote {out}"
+    )
+
+
+def run(config: LabelConfig, echo=click.echo) -> Path:
+    from accelerate import PartialState
+
+    started = time.time()
+    state = PartialState()
+    dataset = data.open_dataset(config.data)
+    inputs = _read_inputs(config, dataset)
+    query_file = inputs.query_file
+    key = job_key(
+        config, inputs.teacher_path, artifacts.fingerprint(query_file) if query_file else ""
+    )
+    out = artifacts.claim_output(
+        config.output,
+        stage="label",
+        inputs=[dataset.root, config.candidates, inputs.teacher_path, query_file],
+        overwrite=config.overwrite,
+    )
+    artifacts.mark_output(out, "label")
+    plan = _plan_shards(config, state, out, key, len(inputs.pairs), echo)
+    finished = artifacts.read_manifest(out)
+    if len(plan.done) == plan.n_shards and finished and finished["figures"].get("job_key") == key:
+        echo(f"labels in {out} are current ({len(inputs.pairs):,} pairs); nothing to do")
+        return out  # its manifest is left as the run that made the rows wrote it
+    teacher, figures = _prepare_teacher(config, state, inputs, plan, echo)
+    _label_owned(config, state, teacher, inputs, plan, echo)
     state.wait_for_everyone()
     if state.is_main_process:
-        if state.num_processes > 1:
-            for part in out.glob(".progress-*.json"):
-                progress["shards"].update(json.loads(part.read_text())["shards"])
-                part.unlink()
-            artifacts.write_json(out / PROGRESS, progress)
-        shards = [progress["shards"][str(i)] for i in range(n_shards)]
-        if qrels:
-            figures["validation"] = teacher_vs_first_stage(
-                read_labels(out), ranked, qrels, config.allow_worse, echo
-            )
-        figures["checksums"] = {s["file"]: s["sha256"] for s in shards}
-        figures["seconds_this_run"] = round(time.time() - started, 1)
-        inputs = {"candidates": Path(config.candidates), "corpus": dataset.corpus_path}
-        if Path(teacher_path).exists():
-            inputs["teacher"] = Path(teacher_path)
-        artifacts.write_manifest(
-            out,
-            stage="label",
-            config=asdict(config),
-            inputs=inputs,
-            figures=figures,
-            started=started,
-        )
-        echo(
-            f"labelled {len(pairs):,} pairs in {n_shards} shards ({len(done)} already done) in {time.time() - started:.1f}s; wrote {out}"
-        )
+        _finish(config, state, dataset, inputs, plan, figures, started, echo)
     return out
 
 

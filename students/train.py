@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 import numpy as np
@@ -150,6 +150,12 @@ class StudentConfig:
     allow_worse: bool = field(
         default=False,
         metadata={"help": "keep a student that is worse than its start on validation"},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "reuse the start model's corpus embeddings for validation (the folder mine and evaluate cache them in)"
+        },
     )
     max_steps: int | None = field(
         default=None,
@@ -359,24 +365,10 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
-def run(config: StudentConfig, echo=click.echo) -> Path:
-    import torch
+def _accelerator(config: StudentConfig, ckpt_dir: Path):
+    """Set-up: the Accelerator (tensorboard logging when installed); returns it and log_with."""
     from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
-    from distill.models import load_bi_encoder
-    from distill.querysets import load_query_set
-    from students.losses import build_loss
-
-    started = time.time()
-    dataset = data.open_dataset(config.data)
-    queries, qrels, _ = load_query_set(dataset, config.queries)
-    corpus = dataset.corpus
-    labels_dir = Path(config.labels)
-    labels_all, labels, held = _load(config, dataset, queries, qrels, labels_dir, echo)
-    out = Path(config.output)
-    ckpt_dir = out.parent / f".{out.name}-checkpoints"
     try:
         import tensorboard  # noqa: F401
 
@@ -390,19 +382,33 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         log_with=log_with,
         project_dir=str(ckpt_dir),
     )
-    set_seed(config.seed)
-    model = load_bi_encoder(config.model)
-    validation = None
-    if held and accelerator.is_main_process:
-        validation = _Validation(held, labels_all, queries, qrels, corpus, config)
-        validation.measure("start", model, echo)
-    elif not held:
-        echo(
-            "note: the student is not validated against its start (fewer than 10 labelled "
-            "queries with gold positives to hold out, or val_fraction 0)",
-            err=True,
-        )
-    temperature, labels = _teacher_units(labels, model, queries, corpus, config, echo)
+    return accelerator, log_with
+
+
+@dataclass
+class _Prepared:
+    """What training runs with, after ``accelerator.prepare``, and the plan's numbers."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    index_loader: Any
+    loss_fn: Any
+    examples: int
+    counts: dict[str, int]
+    total: int
+
+
+def _prepare(
+    config: StudentConfig, accelerator, model, labels, labels_dir: Path, log_with
+) -> _Prepared:
+    """Set-up: loss, epoch-0 examples, optimizer, scheduler and index loader, all prepared."""
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    from students.losses import build_loss
+
     set_seed(config.seed)
     loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch_weight)
     counts: dict[str, int] = {}
@@ -441,14 +447,27 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
                 k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))
             },
         )
+    return _Prepared(
+        model, optimizer, scheduler, index_loader, loss_fn, len(examples_0), counts, total
+    )
+
+
+def _resume(
+    accelerator, ckpt_dir: Path, grad_accum: int, index_loader, echo
+) -> tuple[int, int, int]:
+    """Resume: load the latest finished checkpoint, if any; returns (step, epoch, batches to skip)."""
     step, start_epoch, skip = 0, 0, 0
     latest = _latest_checkpoint(ckpt_dir)
     if latest is not None:
         accelerator.load_state(str(latest))
         step = int(latest.name.split("-")[1])
-        start_epoch, skip = divmod(step * config.grad_accum, len(index_loader))
+        start_epoch, skip = divmod(step * grad_accum, len(index_loader))
         echo(f"resuming from {latest} (step {step})", err=True)
-    student = accelerator.unwrap_model(model)
+    return step, start_epoch, skip
+
+
+def _featurizer(student, accelerator):
+    """Returns ``features(texts, max_length)``: the student's inputs, on the accelerator's device."""
 
     def features(texts: list[str], max_length: int):
         student.max_seq_length = max_length
@@ -459,8 +478,43 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         )
         return {k: v.to(accelerator.device) if hasattr(v, "to") else v for k, v in feats.items()}
 
+    return features
+
+
+def run(config: StudentConfig, echo=click.echo) -> Path:
+    from accelerate.utils import set_seed
+
+    from distill.models import load_bi_encoder, resolve_model
+    from distill.querysets import load_query_set
+
+    started = time.time()
+    dataset = data.open_dataset(config.data)
+    queries, qrels, _ = load_query_set(dataset, config.queries)
+    corpus = dataset.corpus
+    labels_dir = Path(config.labels)
+    labels_all, labels, held = _load(config, dataset, queries, qrels, labels_dir, echo)
+    out = Path(config.output)
+    ckpt_dir = out.parent / f".{out.name}-checkpoints"
+    accelerator, log_with = _accelerator(config, ckpt_dir)
+    set_seed(config.seed)
+    model = load_bi_encoder(config.model)
+    validation = None
+    if held and accelerator.is_main_process:
+        validation = _Validation(held, labels_all, queries, qrels, corpus, config)
+        validation.measure("start", model, echo, model_path=str(resolve_model(config.model)))
+    elif not held:
+        echo(
+            "note: the student is not validated against its start (fewer than 10 labelled "
+            "queries with gold positives to hold out, or val_fraction 0)",
+            err=True,
+        )
+    temperature, labels = _teacher_units(labels, model, queries, corpus, config, echo)
+    t = _prepare(config, accelerator, model, labels, labels_dir, log_with)
+    position = _resume(accelerator, ckpt_dir, config.grad_accum, t.index_loader, echo)
+    features = _featurizer(accelerator.unwrap_model(t.model), accelerator)
+    counts, total = t.counts, t.total
     echo(
-        f"plan: {len(examples_0):,} examples/epoch ({counts['positives_not_sampled']:,} positives "
+        f"plan: {t.examples:,} examples/epoch ({counts['positives_not_sampled']:,} positives "
         f"not sampled, {counts['dropped_too_few_negatives'] + counts['dropped_no_gold']:,} "
         f"dropped), {total:,} optimizer steps of {config.batch_size * accelerator.num_processes * config.grad_accum} "
         f"queries x {config.negatives + 1} documents"
@@ -468,25 +522,25 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         err=True,
     )
     bar = progress(
-        total, "training student", "steps", initial=step,
+        total, "training student", "steps", initial=position[0],
         disable=not accelerator.is_local_main_process,
     )  # fmt: skip
     losses = _loop(
-        accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
-        labels, queries, corpus, config, ckpt_dir, log_with, total, (step, start_epoch, skip),
+        accelerator, t.model, t.optimizer, t.scheduler, t.index_loader, t.loss_fn, features, bar,
+        labels, queries, corpus, config, ckpt_dir, log_with, total, position,
     )  # fmt: skip
-    step += len(losses)
+    step = position[0] + len(losses)
     bar.close()
     accelerator.wait_for_everyone()
     if log_with:
         accelerator.end_training()
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(model)
+        final = accelerator.unwrap_model(t.model)
         if validation is not None:
             validation.measure("student", final, echo)
             validation.guard(config.allow_worse, echo)
         figures = {
-            "examples": len(examples_0),
+            "examples": t.examples,
             "steps": step,
             "final_loss": losses[-1] if losses else None,
             "teacher_temperature": temperature,
@@ -674,7 +728,9 @@ class _Validation:
         self.config = config
         self.ndcg: dict[str, float] = {}
 
-    def measure(self, name: str, model, echo) -> None:
+    def measure(self, name: str, model, echo, model_path: str | None = None) -> None:
+        """NDCG@10 of ``model``; ``model_path`` (an unchanged model's folder) lets the
+        corpus embeddings come from ``cache_dir``."""
         self.ndcg[name] = retrieval_ndcg(
             model,
             self.pool,
@@ -682,6 +738,8 @@ class _Validation:
             self.qrels,
             query_length=self.config.max_query_length,
             doc_length=self.config.max_doc_length,
+            cache_dir=self.config.cache_dir if model_path else None,
+            model_path=model_path,
         )
         echo(
             f"{name}: validation NDCG@10 {self.ndcg[name]:.4f} ({len(self.queries)} held-out "

@@ -58,15 +58,18 @@ def retrieval_ndcg(
     query_length: int,
     doc_length: int,
     batch_size: int = 64,
+    cache_dir: str | None = None,
+    model_path: str | None = None,
 ) -> float:
-    """NDCG@10 (pytrec_eval) of ``model`` retrieving from ``pool`` for ``queries``."""
+    """NDCG@10 (pytrec_eval) of ``model`` retrieving from ``pool`` for ``queries``; the
+    pool's embeddings come from ``cache_dir`` when ``model_path`` has encoded it before."""
     model.max_seq_length = doc_length
-    doc_ids = list(pool)
-    emb = model.encode(
-        [pool[d].full_text for d in doc_ids],
+    doc_ids, emb = retrieval.encode_corpus(
+        model,
+        pool,
+        model_path=model_path or "",
         batch_size=batch_size,
-        convert_to_numpy=True,
-        show_progress_bar=len(doc_ids) > 2000,
+        cache_dir=cache_dir if model_path else None,
     )
     model.max_seq_length = query_length
     run = retrieval.search_index(

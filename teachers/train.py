@@ -550,37 +550,19 @@ def _warm_up(model, d: TeachData, r: Recipe, config: TeachConfig, out: Path, ech
     return {"lists": len(d.warmup), "steps": trainer.state.global_step, "seconds": seconds}
 
 
-def train_member(
-    name: str,
-    start: str,
-    d: TeachData,
-    config: TeachConfig,
-    out: Path,
-    *,
-    train: bool = True,
-    max_length=None,
-    lr=None,
-    epochs=None,
-    echo=click.echo,
-) -> dict[str, Any]:
-    """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
-    from sentence_transformers.cross_encoder import (
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from transformers import EarlyStoppingCallback
-
+def _build_member(
+    start: str, d: TeachData, config: TeachConfig, *, max_length, lr, epochs, echo
+) -> tuple[str, Recipe, Any]:
+    """Build: pick the recipe for ``start`` (warning on odd settings) and load its model."""
     from distill.models import load_cross_encoder, model_kind
-    from teachers.evaluator import RerankEvaluator
 
     kind = model_kind(start)
     r = recipe(config, kind, d.graded, lr=lr, max_length=max_length, epochs=epochs)
-    epochs = r.epochs
     if kind != "cross":
         echo(
             f"note: {start} is not a trained cross-encoder (no trained classification head); "
             f"recipe for such a start: {r.head} head, {r.loss} loss, lr {r.lr:g}, max_length {r.max_length}, "
-            f"{epochs:g} epoch(s)"
+            f"{r.epochs:g} epoch(s)"
             + (f", after {len(d.warmup)} title -> abstract warm-up lists" if r.warmup else ""),
             err=True,
         )
@@ -597,79 +579,75 @@ def train_member(
         model = load_cross_encoder(
             start, num_labels=1, max_length=r.max_length, trust_remote_code=config.trust_remote_code
         )
-    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32)
-    before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
-    figures: dict[str, Any] = {
-        "start": start,
-        "start_kind": kind,
-        "before": before,
-        "max_length": r.max_length,
-        "head": r.head,
-    }
-    started = time.time()
-    if train and r.warmup and d.warmup:
-        figures["warmup"] = _warm_up(model, d, r, config, out, echo)
-    if train:
-        dataset, loss, loss_name, batch_size = _training_set(d, r, config, model)
-        ckpt = out.parent / f".{out.name}-checkpoints"
-        args = CrossEncoderTrainingArguments(
-            output_dir=str(ckpt),
-            num_train_epochs=epochs,
-            max_steps=config.max_steps or -1,
-            per_device_train_batch_size=batch_size,
-            learning_rate=r.lr,
-            warmup_steps=0.1,  # a float is a share of the steps in transformers v5
-            dataloader_pin_memory=False,
-            eval_strategy="steps",
-            eval_steps=config.eval_steps,
-            save_strategy="steps",
-            save_steps=config.eval_steps,
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_val_ndcg@10",
-            greater_is_better=True,
-            logging_steps=max(1, config.eval_steps // 2),
-            seed=config.seed,
-            report_to="none",
-            disable_tqdm=not sys.stderr.isatty(),
-        )
-        trainer = CrossEncoderTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            loss=loss,
-            evaluator=evaluator,
-            callbacks=[
-                EarlyStoppingCallback(early_stopping_patience=config.patience),
-                *trainer_callbacks(
-                    f"teaching {name}",
-                    None if config.time_budget is None else 60 * config.time_budget,
-                ),
-            ],
-        )
-        _print_plan(name, trainer, model, evaluator, batch_size, echo)
-        trainer.train()
-        figures.update(
-            loss=loss_name,
-            lr=r.lr,
-            epochs=epochs,
-            steps=trainer.state.global_step,
-            best_checkpoint=trainer.state.best_model_checkpoint,
-            best_metric=trainer.state.best_metric,
-            history=[h for h in evaluator.history[1:]],
-        )
-        shutil.rmtree(ckpt, ignore_errors=True)
-    after = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
-    figures.update(after=after, train_seconds=round(time.time() - started, 1))
-    echo(
-        f"{name}: validation NDCG@10 {before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}, MRR@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f} (start -> tuned)"
+    return kind, r, model
+
+
+def _fit_member(
+    name: str, model, evaluator, d: TeachData, r: Recipe, config: TeachConfig, out: Path, echo
+) -> dict[str, Any]:
+    """Fit: train the model on the labeled data, keeping the best checkpoint; its figures."""
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
     )
-    if train and after["ndcg@10"] <= before["ndcg@10"] and not config.allow_worse:
-        raise TeacherNotBetter(
-            f"{name}: the tuned teacher is not better than its start on validation "
-            f"(NDCG@10 {after['ndcg@10']:.4f} vs {before['ndcg@10']:.4f}); the learning rate is likely too high "
-            f"or there is too little data. Nothing was saved; pass --allow-worse to keep it anyway."
-        )
+    from transformers import EarlyStoppingCallback
+
+    dataset, loss, loss_name, batch_size = _training_set(d, r, config, model)
+    ckpt = out.parent / f".{out.name}-checkpoints"
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(ckpt),
+        num_train_epochs=r.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=r.lr,
+        warmup_steps=0.1,  # a float is a share of the steps in transformers v5
+        dataloader_pin_memory=False,
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_val_ndcg@10",
+        greater_is_better=True,
+        logging_steps=max(1, config.eval_steps // 2),
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=config.patience),
+            *trainer_callbacks(
+                f"teaching {name}",
+                None if config.time_budget is None else 60 * config.time_budget,
+            ),
+        ],
+    )
+    _print_plan(name, trainer, model, evaluator, batch_size, echo)
+    trainer.train()
+    fitted = dict(
+        loss=loss_name,
+        lr=r.lr,
+        epochs=r.epochs,
+        steps=trainer.state.global_step,
+        best_checkpoint=trainer.state.best_model_checkpoint,
+        best_metric=trainer.state.best_metric,
+        history=[h for h in evaluator.history[1:]],
+    )
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return fitted
+
+
+def _calibrate_member(
+    name: str, model, evaluator, d: TeachData, config: TeachConfig, out: Path, figures, echo
+) -> None:
+    """Calibrate: fit Platt scaling on validation, then save the model, calibration and card."""
     labels = evaluator.labels()
     cal = fit_platt(evaluator.last_scores, labels)
     if cal.method == "base-rate":
@@ -687,6 +665,53 @@ def train_member(
     cal.save(out)
     reliability_plot(evaluator.last_scores, labels, cal, out / "reliability.png")
     _append_card(out, name, config, d, figures)
+
+
+def train_member(
+    name: str,
+    start: str,
+    d: TeachData,
+    config: TeachConfig,
+    out: Path,
+    *,
+    train: bool = True,
+    max_length=None,
+    lr=None,
+    epochs=None,
+    echo=click.echo,
+) -> dict[str, Any]:
+    """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
+    from teachers.evaluator import RerankEvaluator
+
+    kind, r, model = _build_member(
+        start, d, config, max_length=max_length, lr=lr, epochs=epochs, echo=echo
+    )
+    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32)
+    before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    figures: dict[str, Any] = {
+        "start": start,
+        "start_kind": kind,
+        "before": before,
+        "max_length": r.max_length,
+        "head": r.head,
+    }
+    started = time.time()
+    if train and r.warmup and d.warmup:
+        figures["warmup"] = _warm_up(model, d, r, config, out, echo)
+    if train:
+        figures.update(_fit_member(name, model, evaluator, d, r, config, out, echo))
+    after = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    figures.update(after=after, train_seconds=round(time.time() - started, 1))
+    echo(
+        f"{name}: validation NDCG@10 {before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}, MRR@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f} (start -> tuned)"
+    )
+    if train and after["ndcg@10"] <= before["ndcg@10"] and not config.allow_worse:
+        raise TeacherNotBetter(
+            f"{name}: the tuned teacher is not better than its start on validation "
+            f"(NDCG@10 {after['ndcg@10']:.4f} vs {before['ndcg@10']:.4f}); the learning rate is likely too high "
+            f"or there is too little data. Nothing was saved; pass --allow-worse to keep it anyway."
+        )
+    _calibrate_member(name, model, evaluator, d, config, out, figures, echo)
     figures["val_scores"] = evaluator.last_scores  # for the ensemble; dropped before writing
     return figures
 
