@@ -123,7 +123,10 @@ def _round(args, work, qfile, teacher, pairs, ce, modes) -> dict:
     """One timed pass of every path, in order: {path: (seconds, scores, backend)}."""
     start = time.perf_counter()
     ref = ce.predict(
-        pairs, batch_size=args.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+        pairs,
+        batch_size=args.batch_size,
+        activation_fn=torch.nn.Identity(),
+        show_progress_bar=False,
     )
     out = {"predict": (time.perf_counter() - start, np.asarray(ref), "torch")}
     for mode in modes:
