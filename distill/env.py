@@ -26,3 +26,15 @@ def report() -> str:
     lines.append(f"device                 {device}")
     lines.append(f"bundled model          {bundled_model_path()}")
     return "\n".join(lines)
+
+
+def several_cpu_processes() -> bool:
+    """True when this is one of several processes (torchrun, ``accelerate launch``) on a
+    machine with no GPU. Accelerate must then be told ``cpu=True`` to join them (gloo):
+    otherwise each process silently runs alone as process 0, and all of them write the same
+    files."""
+    import os
+
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()

@@ -364,8 +364,10 @@ def _finish(
 def run(config: LabelConfig, echo=click.echo) -> Path:
     from accelerate import PartialState
 
+    from distill.env import several_cpu_processes
+
     started = time.time()
-    state = PartialState()
+    state = PartialState(cpu=several_cpu_processes())
     dataset = data.open_dataset(config.data)
     inputs = _read_inputs(config, dataset)
     query_file = inputs.query_file

@@ -375,7 +375,14 @@ def _accelerator(config: StudentConfig, ckpt_dir: Path):
         log_with = "tensorboard"
     except ImportError:
         log_with = None
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from distill.env import several_cpu_processes
+
     accelerator = Accelerator(
+        cpu=several_cpu_processes(),
+        # a bi-encoder leaves parts of its backbone unused (BERT's pooler under mean pooling)
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         mixed_precision=_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
@@ -559,6 +566,7 @@ def _loop(
     """Phase 3: the optimizer steps from ``position`` (step, epoch, batches to skip) on, with
     checkpoints, until ``total`` steps or the time budget; returns the loss of each step."""
     import torch
+    from sentence_transformers.base.losses.merged_forward import embed_columns
 
     step, start_epoch, skip = position
     model.train()
@@ -588,7 +596,9 @@ def _loop(
                         )
                     )
                 target = torch.tensor([s for _, _, s in rows], device=accelerator.device)
-                loss = loss_fn(columns, target)
+                # the forward goes through the prepared (DDP-wrapped) model, so that several
+                # processes synchronise their gradients; the loss sees only the embeddings
+                loss = loss_fn.compute_loss_from_embeddings(embed_columns(model, columns), target)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)

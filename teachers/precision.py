@@ -120,7 +120,15 @@ def apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) ->
     return backends
 
 
+def _average_ranks(x) -> np.ndarray:
+    """Ranks 0..n-1, tied values sharing the mean of their ranks (as Spearman's rho needs)."""
+    x = np.asarray(x)
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a))
-    rb = np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rho of two score arrays (ties get their average rank)."""
+    return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])

@@ -47,8 +47,23 @@ def full_report(scifact_slice, tiny_models, tmp_path_factory):
     return out, json.loads((out / "report.json").read_text())
 
 
+def _exact_sign_flip_p(diff: np.ndarray) -> float:
+    """Two-sided p of a paired sign-flip test by full enumeration of the 2**m sign vectors of
+    the m non-zero differences (zeros are the same under either sign)."""
+    d = diff[diff != 0]
+    observed = abs(d.sum())
+    hits = 0
+    for start in range(0, 2**d.size, 2**16):
+        idx = np.arange(start, min(start + 2**16, 2**d.size))
+        signs = 1 - 2 * ((idx[:, None] >> np.arange(d.size)) & 1)
+        hits += int(np.sum(np.abs(signs @ d) >= observed - 1e-9))
+    return hits / 2**d.size
+
+
 def test_every_system_reported_with_exact_metrics(full_report, scifact_slice):
-    """Prevents a report whose numbers differ from a direct pytrec_eval computation."""
+    """Prevents a report whose numbers differ from a direct pytrec_eval computation, and a
+    p-value other than the paired sign-flip test's on the per-query NDCG@10 (checked against
+    an exact enumeration of every sign vector)."""
     _, report = full_report
     assert report["systems"] == ["bm25", "base", "student", "teacher", "cascade"]
     ds = BeirDataset(scifact_slice)
@@ -61,11 +76,20 @@ def test_every_system_reported_with_exact_metrics(full_report, scifact_slice):
     # the teacher reranks the base top-100: the same documents, so the same recall@100
     assert report["metrics"]["teacher"]["recall@100"] == report["metrics"]["base"]["recall@100"]
     assert set(report["significance_vs_base"]) == {"bm25", "student", "teacher", "cascade"}
-    assert 0 < report["significance_vs_base"]["bm25"]["p_value"] <= 1
+    base = report["per_query"]["base"]["ndcg@10"]
+    for system, reported in report["significance_vs_base"].items():
+        per_query = report["per_query"][system]["ndcg@10"]
+        diff = np.array([per_query[q] - base[q] for q in base])
+        exact = _exact_sign_flip_p(diff)
+        assert reported["delta"] == pytest.approx(diff.mean(), abs=6e-5), system
+        # the report samples 10,000 sign vectors: within 4 standard errors of the exact p
+        error = 4 * math.sqrt(max(exact * (1 - exact), 1e-4) / 10_000) + 1e-4
+        assert reported["p_value"] == pytest.approx(exact, abs=error), system
 
 
 def test_cost_is_measured_and_labelled(full_report):
-    """Prevents a report without speed figures or without the machine they came from."""
+    """Prevents a report without speed figures or without the machine they came from (its
+    name, processor and architecture, as platform and torch report them here)."""
     _, report = full_report
     cost = report["cost"]
     for system in ("base", "student"):
@@ -76,7 +100,19 @@ def test_cost_is_measured_and_labelled(full_report):
     assert cost["student"]["speedup_vs_teacher"] == pytest.approx(
         cost["teacher"]["latency_ms_p50"] / cost["student"]["latency_ms_p50"], rel=0.05
     )
-    assert "CPU" in report["machine"] or "GPU" in report["machine"] or "H" in report["machine"]
+    import os
+    import platform
+
+    import torch
+
+    machine = report["machine"]
+    assert machine.startswith(f"{platform.node()}: ") and machine.endswith(
+        f", {platform.machine()}"
+    )
+    if torch.cuda.is_available():
+        assert torch.cuda.get_device_name(0) in machine
+    else:
+        assert f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads" in machine
 
 
 def test_markdown_and_html_written(full_report):
@@ -220,9 +256,15 @@ def test_judge_mode_on_queries_without_qrels(scifact_slice, tiny_models, tmp_pat
 
 
 def test_randomization_test_and_kendall():
-    """Prevents a significance test that calls identical systems different (or the reverse)."""
+    """Prevents a significance test that calls identical systems different (or the reverse),
+    or that is one-sided: one system better by 0.1 on each of 5 queries has exact two-sided
+    p = 2 / 2**5 (only the all-plus and all-minus sign vectors reach |mean| 0.1)."""
     a = np.linspace(0, 1, 50)
     assert randomization_test(a, a) == 1.0
+    five = np.array([0.3, 0.5, 0.2, 0.9, 0.4])
+    # 10,000 sampled sign vectors: 0.0625 +- 4 standard errors (0.0024 each)
+    assert randomization_test(five + 0.1, five) == pytest.approx(2 / 32, abs=0.01)
+    assert randomization_test(five, five + 0.1) == pytest.approx(2 / 32, abs=0.01)
     assert randomization_test(a + 0.2, a) < 0.001
     rng = np.random.default_rng(1)
     noisy = rng.normal(0, 1, 50)

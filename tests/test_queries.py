@@ -7,13 +7,15 @@ import json
 import pytest
 from helpers import run_cli
 
+from distill.candidates import read_candidates
 from distill.data import BeirDataset, load_qrels, load_queries
 
 
 @pytest.mark.parametrize("method", ["sentence", "title"])
 def test_offline_methods(scifact_slice, tmp_path, capsys, method):
     """Prevents pseudo-queries that are not from their source document, or a file that
-    `distill mine --queries` cannot read."""
+    `distill mine --queries` cannot read (or mines other queries from: every pseudo-query
+    gets its 5 candidates, and BM25 finds the document its words were taken from)."""
     out = tmp_path / "q"
     code, _, err = run_cli(
         ["queries", scifact_slice, "--method", method, "--max-docs", "30", "--output", out], capsys
@@ -45,6 +47,12 @@ def test_offline_methods(scifact_slice, tmp_path, capsys, method):
         capsys,
     )
     assert code == 0, err
+    ranked = read_candidates(tmp_path / "m" / "candidates.parquet").ranked
+    assert set(ranked) == set(queries) and all(len(d) == 5 for d in ranked.values())
+    # each query's words are its source document's (its only qrel): BM25 must rank that
+    # document in the top 5 (on this slice it is first for all 30, by either method)
+    missed = [qid for qid, docs in ranked.items() if next(iter(qrels[qid])) not in docs]
+    assert not missed, missed
 
 
 def test_generator_method(scifact_slice, tmp_path, bundled_tokenizer, capsys):

@@ -8,11 +8,12 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from helpers import run_cli
 
 from teachers.audit import audit_rows
 from teachers.calibration import Calibration, expected_calibration_error, fit_platt
-from teachers.scoring import CrossEncoderTeacher, EnsembleTeacher, load_teacher
+from teachers.scoring import CrossEncoderTeacher, EnsembleTeacher, Member, load_teacher
 
 FAST = [
     "--negatives-from",
@@ -119,7 +120,8 @@ def test_not_better_needs_allow_worse(scifact_slice, tiny_models, tmp_path, caps
 
 
 def test_ensemble_of_bert_and_deberta(scifact_slice, tiny_models, tmp_path, capsys):
-    """Prevents an ensemble that does not save, reload or combine its members as stored."""
+    """Prevents an ensemble that does not save or reload its members as stored (weights,
+    calibrations, the members' own raw scores)."""
     config = tmp_path / "ens.yaml"
     config.write_text(
         "teach:\n  members:\n"
@@ -151,15 +153,114 @@ def test_ensemble_of_bert_and_deberta(scifact_slice, tiny_models, tmp_path, caps
     assert [m.name for m in teacher.members] == ["minilm", "deberta"]
     spec = json.loads((out / "ensemble.json").read_text())
     assert sum(spec["weights_on_unit_spread"].values()) == pytest.approx(1.0)
+    # reloaded as stored: each member's weight from ensemble.json, its calibration from its
+    # own calibration.json, its raw scores those of CrossEncoder(member folder) itself
+    # (how combine() fuses them is checked by hand in test_ensemble_combine_by_hand)
+    assert [m.weight for m in teacher.members] == [m["weight"] for m in spec["members"]]
+    from sentence_transformers import CrossEncoder
+
     pairs = [
         ("vitamin d", "Vitamin D deficiency and bone health."),
         ("cancer", "A study of tumours."),
     ]
     members = teacher.member_scores(pairs)
-    by_hand = sum(m.weight * m.teacher.calibration.logit(members[m.name]) for m in teacher.members)
-    assert teacher.score(pairs) == pytest.approx(by_hand, rel=1e-4, abs=1e-5)
+    for m in teacher.members:
+        folder = out / "members" / m.name
+        stored = json.loads((folder / "calibration.json").read_text())
+        assert (m.teacher.calibration.temperature, m.teacher.calibration.bias) == (
+            stored["temperature"],
+            stored["bias"],
+        )
+        direct = CrossEncoder(str(folder)).predict(pairs, activation_fn=torch.nn.Identity())
+        np.testing.assert_allclose(members[m.name], direct, rtol=1e-4, atol=1e-5)
     probs = teacher.probability(teacher.score(pairs))
     assert ((probs > 0) & (probs < 1)).all()
+
+
+class LookupModel:
+    """A stand-in cross-encoder model whose logit for a pair is looked up by document text."""
+
+    def __init__(self, logits: dict[str, float]) -> None:
+        self.logits = logits
+
+    def predict(self, pairs, **kwargs):
+        return np.array([self.logits[d] for _, d in pairs])
+
+
+def test_ensemble_combine_by_hand():
+    """Prevents an ensemble that fuses raw logits instead of calibrated ones, applies a weight
+    to the wrong member, or lets a zero-weight member count."""
+    docs = ["d1", "d2", "d3"]
+    pairs = [("q", d) for d in docs]
+    a = CrossEncoderTeacher(
+        LookupModel({"d1": 4.0, "d2": 0.0, "d3": -2.0}),
+        Calibration(temperature=2.0, bias=1.0, method="platt"),
+    )
+    b = CrossEncoderTeacher(
+        LookupModel({"d1": 1.0, "d2": 2.0, "d3": 0.0}),
+        Calibration(temperature=0.5, bias=-1.0, method="platt"),
+    )
+    off = CrossEncoderTeacher(LookupModel({"d1": 100.0, "d2": -100.0, "d3": 0.0}))
+    teacher = EnsembleTeacher([Member("a", a, 0.25), Member("b", b, 0.75), Member("off", off, 0.0)])
+    # calibrated a = raw / 2 + 1   = [4/2+1, 0/2+1, -2/2+1] = [3, 1, 0]
+    # calibrated b = raw / 0.5 - 1 = [1*2-1, 2*2-1, 0*2-1]   = [1, 3, -1]
+    # fused = 0.25 * a + 0.75 * b = [0.75+0.75, 0.25+2.25, 0-0.75] = [1.5, 2.5, -0.75]
+    # (raw logits fused with the same weights would give [1.75, 1.5, -0.5]: d1 first)
+    fused = teacher.score(pairs)
+    np.testing.assert_allclose(fused, [1.5, 2.5, -0.75], rtol=1e-6)
+    assert [docs[i] for i in np.argsort(-fused)] == ["d2", "d1", "d3"]
+    # labelling skips the zero-weight member; combine must not need its scores
+    assert set(teacher.member_scores(pairs, skip_zero=True)) == {"a", "b"}
+    np.testing.assert_allclose(
+        teacher.combine(teacher.member_scores(pairs, skip_zero=True)), [1.5, 2.5, -0.75], rtol=1e-6
+    )
+
+
+def test_fused_weights_by_hand(tmp_path):
+    """Prevents fitting ensemble weights on raw logits of different scales (the larger-scale
+    member then decides the ranking alone) and storing weights that do not undo the
+    unit-spread division or that skip a member's calibration."""
+    from teachers.evaluator import RerankEvaluator
+    from teachers.train import TeachConfig, _fuse
+
+    # validation pairs, in order: (q1, a) relevant, (q1, b), (q2, c), (q2, d) relevant
+    evaluator = RerankEvaluator(
+        {"q1": "q1", "q2": "q2"},
+        {d: d for d in "abcd"},
+        {"q1": ["a", "b"], "q2": ["c", "d"]},
+        {"q1": {"a": 1}, "q2": {"d": 1}},
+    )
+    # m1 (no calibration.json: identity) ranks q1 right and q2 wrong, m2 the reverse;
+    # m2's calibration (temperature 2) makes its logits [-9, 9, -10, 10]
+    results = {
+        "m1": {"val_scores": np.array([1.0, -1.0, 0.9, -0.9])},
+        "m2": {"val_scores": np.array([-18.0, 18.0, -20.0, 20.0])},
+    }
+    Calibration(temperature=2.0, bias=0.0, method="platt").save(tmp_path / "members" / "m2")
+    lines: list[str] = []
+    figures = _fuse(results, tmp_path, TeachConfig(data="x"), evaluator, lines.append)
+    # spread (population std) of m1's logits: sqrt((1 + 1 + 0.81 + 0.81) / 4) = sqrt(0.905)
+    # = 0.951315; of m2's logits: 10 * 0.951315 = 9.51315. On unit spread, with w on m1:
+    # q1 right iff w*2 - (1-w)*1.8 > 0, i.e. w > 0.4737; q2 right iff (1-w)*2 - w*1.8 > 0,
+    # i.e. w < 0.5263; on the 0.1 grid only w = 0.5 gets both right (NDCG@10 1.0).
+    # (on raw logits q1 needs w > 0.9 and q2 w < 0.917: no grid point gets both)
+    assert figures["weights"] == {"m1": pytest.approx(0.5), "m2": pytest.approx(0.5)}
+    # stored weight = unit-spread weight / spread: 0.5 / 0.951315, 0.5 / 9.51315
+    assert figures["stored_weights"] == {
+        "m1": pytest.approx(0.525588, rel=1e-5),
+        "m2": pytest.approx(0.0525588, rel=1e-5),
+    }
+    assert figures["validation"] == {"ndcg@10": 1.0, "mrr@10": 1.0}
+    spec = json.loads((tmp_path / "ensemble.json").read_text())
+    assert [(m["name"], m["path"]) for m in spec["members"]] == [
+        ("m1", "members/m1"),
+        ("m2", "members/m2"),
+    ]
+    assert [m["weight"] for m in spec["members"]] == [
+        pytest.approx(0.525588, rel=1e-5),
+        pytest.approx(0.0525588, rel=1e-5),
+    ]
+    assert "m1 0.50, m2 0.50" in lines[-1] and "NDCG@10 1.0000" in lines[-1]
 
 
 def test_calibration_lowers_ece_on_separable_scores():
