@@ -552,6 +552,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "final_loss": losses[-1] if losses else None,
             "teacher_temperature": temperature,
             "examples_epoch_0": counts,
+            "queries": query_counts(labels),
             "validation": None if validation is None else validation.figures(),
         }
         _save(final, config, figures, losses, ckpt_dir, started, echo)
@@ -706,7 +707,7 @@ def _save(final, config: StudentConfig, figures: dict, losses, ckpt_dir: Path, s
     final.max_seq_length = config.max_doc_length
     with artifacts.atomic_path(out, stage="train-student", overwrite=config.overwrite) as tmp:
         final.save(str(tmp), safe_serialization=True)
-        _card(tmp, config, examples, step, losses, time.time() - started)
+        _card(tmp, config, figures, losses, time.time() - started)
         if config.onnx:
             _export_onnx(tmp, echo)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -773,37 +774,78 @@ class _Validation:
         echo(f"warning: {message} Kept because of --allow-worse.", err=True)
 
 
+def query_counts(labels: dict[str, QueryLabels]) -> dict[str, int]:
+    """Training queries with gold positives, and those the teacher alone labelled."""
+    labelled = sum(1 for lab in labels.values() if (np.asarray(lab.gold) > 0).any())
+    return {"labelled": labelled, "teacher_labelled": len(labels) - labelled}
+
+
+def teacher_summary(labels_dir: Path) -> str:
+    """Who labelled the data, and how that teacher did on its honest validation: read from
+    the labels' manifest and the teacher's own (``distill teach``) manifest."""
+    labels = artifacts.read_manifest(labels_dir) or {}
+    teacher = (labels.get("config") or {}).get("teacher")
+    if not teacher:
+        return f"labels in `{labels_dir}` (teacher unknown)"
+    figures = (artifacts.read_manifest(teacher) or {}).get("figures") or {}
+    ensemble = (figures.get("ensemble") or {}).get("validation") or {}
+    members = figures.get("members") or {}
+    member = next(iter(members.values()), {}).get("after", {}) if len(members) == 1 else {}
+    ndcg = ensemble.get("ndcg@10", member.get("ndcg@10"))
+    if ndcg is None:
+        return f"`{teacher}` (no `distill teach` manifest: its validation figures are unknown)"
+    first = (figures.get("first_stage") or {}).get("ndcg@10")
+    versus = "" if first is None else f" against the first stage's {first:.4f}"
+    return f"`{teacher}`, validation NDCG@10 {ndcg:.4f}{versus} (reranking, no injected positives)"
+
+
 def _card(
     folder: Path,
     config: StudentConfig,
-    examples: int,
-    steps: int,
+    figures: dict,
     losses: list[float],
     seconds: float,
 ) -> None:
+    """The model card: start, teacher and its validation, data, loss and its settings, run."""
     teacher = (
         "none (supervised baseline on gold qrels)"
         if config.loss == "mnrl"
-        else f"labels in `{config.labels}`"
+        else teacher_summary(Path(config.labels))
     )
     text = (
         (folder / "README.md").read_text(encoding="utf-8")
         if (folder / "README.md").exists()
         else "# student\n"
     )
+    queries = figures.get("queries") or {}
+    validation = figures.get("validation") or {}
+    ndcg = validation.get("ndcg@10") or {}
     text += (
         "\n\n## distill student\n\n"
-        f"- start: `{config.model}`; teacher: {teacher}; data: `{config.data}` ({config.queries} queries)\n"
+        f"- start: `{config.model}`\n- teacher: {teacher}\n"
+        f"- data: `{config.data}` ({config.queries}): {queries.get('labelled', 0)} labelled queries "
+        f"(gold positives), {queries.get('teacher_labelled', 0)} teacher-labelled queries (no "
+        f"gold: the teacher's top candidate is the positive), {figures['examples']} examples/epoch\n"
         f"- loss: {config.loss}"
         + (
             f" + in-batch negatives (weight {config.in_batch_weight})"
             if config.in_batch_weight
             else ""
         )
-        + f"; {config.negatives} negatives from the teacher's top {config.negative_depth}, false-negative margin {config.false_negative_margin}\n"
-        f"- {examples} examples/epoch, {steps} steps, lr {config.lr}, batch {config.batch_size} x {config.grad_accum}, {config.epochs} epoch(s), {seconds:.0f}s\n"
+        + f"; scale {config.scale}, teacher temperature {figures.get('teacher_temperature') or 1:.4g}; "
+        f"{config.negatives} negatives from the teacher's top {config.negative_depth}, "
+        f"false-negative margin {config.false_negative_margin}\n"
+        f"- {figures['steps']} steps, lr {config.lr}, batch {config.batch_size} x {config.grad_accum}, "
+        f"{config.epochs} epoch(s), documents {config.max_doc_length} tokens, {seconds:.0f}s\n"
         f"- final training loss: {losses[-1] if losses else float('nan'):.4f}\n"
-        "- validation: see `distill evaluate` (report.md next to this run)\n"
+        + (
+            f"- validation (full retrieval, {validation.get('queries')} held-out queries): "
+            f"NDCG@10 {ndcg.get('start', float('nan')):.4f} at the start, "
+            f"{ndcg.get('student', float('nan')):.4f} trained\n"
+            if ndcg
+            else "- validation: none (too few labelled queries to hold out)\n"
+        )
+        + "- test figures: `distill evaluate` (report.md in the evaluation's folder)\n"
     )
     artifacts.write_text(folder / "README.md", text)
 

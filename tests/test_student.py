@@ -253,6 +253,55 @@ def test_student_trains_and_loads(scifact_slice, labels_dir, tiny_models, tmp_pa
     assert examples >= 30  # most of the 40 gold queries keep 2 negatives below the margin
     assert manifest["figures"]["steps"] == -(-examples // 4)  # one epoch, batch 4
     assert not (tmp_path / ".s-checkpoints").exists()
+    _check_card(tmp_path / "s", labels_dir, manifest["figures"])
+
+
+def _check_card(folder, labels_dir, figures):
+    """The card names the data (labelled queries counted from the labels here), the loss and
+    its settings, and the validation figures of the manifest."""
+    from distill.labels_io import read_labels
+
+    card = (folder / "README.md").read_text()
+    gold = {r["qid"] for r in read_labels(labels_dir).to_pylist() if r["gold"] > 0}
+    validation = figures["validation"]
+    held = validation["queries"] if validation else 0
+    assert figures["queries"] == {"labelled": len(gold) - held, "teacher_labelled": 0}
+    assert f"{len(gold) - held} labelled queries" in card
+    assert "0 teacher-labelled queries" in card
+    assert "loss: kl + in-batch negatives (weight 1.0); scale 20.0" in card
+    assert "2 negatives from the teacher's top 30" in card
+    if validation:
+        ndcg = validation["ndcg@10"]
+        assert f"NDCG@10 {ndcg['start']:.4f} at the start, {ndcg['student']:.4f} trained" in card
+    else:
+        assert "validation: none" in card
+    assert f"teacher: `{labels_dir_teacher(labels_dir)}` (no `distill teach` manifest" in card
+
+
+def labels_dir_teacher(labels_dir):
+    return json.loads((labels_dir / "manifest.json").read_text())["config"]["teacher"]
+
+
+def test_card_carries_the_teachers_validation(tmp_path):
+    """Prevents a student card that does not say how good its teacher was: the figures come
+    from the teacher's `distill teach` manifest (written here by hand)."""
+    from students.train import teacher_summary
+
+    teacher, labels = tmp_path / "teacher", tmp_path / "labels"
+    teacher.mkdir()
+    labels.mkdir()
+    (teacher / "manifest.json").write_text(json.dumps({"figures": {
+        "ensemble": {"validation": {"ndcg@10": 0.7909}}, "first_stage": {"ndcg@10": 0.7048},
+        "members": {"teacher": {"after": {"ndcg@10": 0.7475}}, "bm25": {}},
+    }}))  # fmt: skip
+    (labels / "manifest.json").write_text(json.dumps({"config": {"teacher": str(teacher)}}))
+    assert teacher_summary(labels) == (
+        f"`{teacher}`, validation NDCG@10 0.7909 against the first stage's 0.7048 "
+        "(reranking, no injected positives)"
+    )
+    single = {"figures": {"members": {"teacher": {"after": {"ndcg@10": 0.7475}}}}}
+    (teacher / "manifest.json").write_text(json.dumps(single))
+    assert "validation NDCG@10 0.7475 (reranking" in teacher_summary(labels)
 
 
 def test_supervised_baseline_runs(scifact_slice, labels_dir, tiny_models, tmp_path, capsys):
