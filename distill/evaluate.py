@@ -483,6 +483,7 @@ class Comparison:
     recovered: float | None
     judged_info: dict | None
     agreement: dict | None
+    lead: dict | None = None  # student vs supervised baseline: paired test
 
 
 def _compare(
@@ -509,12 +510,7 @@ def _compare(
     if "base" in per:
         for s in per:
             if s != "base":
-                a = np.array([per[s][primary][q] for q in per["base"][primary]])
-                b = np.array(list(per["base"][primary].values()))
-                significance[s] = {
-                    "p_value": round(randomization_test(a, b, seed=config.seed), 4),
-                    "delta": round(float((a - b).mean()), 4),
-                }
+                significance[s] = paired(per[s][primary], per["base"][primary], config.seed)
     recovered = None
     if {"student", "teacher", "base"} <= set(summary):
         gain = summary["teacher"][primary] - summary["base"][primary]
@@ -537,7 +533,20 @@ def _compare(
                 kendall_tau([real[s] for s in names], [summary[s][primary] for s in names]), 3
             ),
         }
-    return Comparison(per, summary, significance, recovered, judged_info, agreement)
+    lead = None
+    if {"student", "supervised"} <= set(per):  # the lead distillation must earn
+        lead = paired(per["student"][primary], per["supervised"][primary], config.seed)
+    return Comparison(per, summary, significance, recovered, judged_info, agreement, lead)
+
+
+def paired(a: dict[str, float], b: dict[str, float], seed: int) -> dict[str, float]:
+    """Mean per-query difference a - b over b's queries, and its randomisation-test p."""
+    x = np.array([a[q] for q in b])
+    y = np.array(list(b.values()))
+    return {
+        "p_value": round(randomization_test(x, y, seed=seed), 4),
+        "delta": round(float((x - y).mean()), 4),
+    }
 
 
 def _report(
@@ -563,6 +572,7 @@ def _report(
         "metrics": found.summary,
         "per_query": found.per,
         "significance_vs_base": found.significance,
+        "student_vs_supervised": found.lead,
         "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
         "judge": found.judged_info,

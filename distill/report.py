@@ -70,6 +70,12 @@ def markdown(result: dict[str, Any]) -> str:
         notes.append(
             f"The student recovers {result['student_recovers_teacher_gain']:.0%} of the teacher's NDCG@10 gain over base."
         )
+    lead = result.get("student_vs_supervised")
+    if lead:
+        notes.append(
+            f"Student vs supervised baseline: NDCG@10 {lead['delta']:+.4f} per query on average, "
+            f"p = {lead['p_value']:.4f} (the same paired test)."
+        )
     speed = result.get("cost", {}).get("student", {}).get("speedup_vs_teacher")
     if speed:
         notes.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -105,7 +106,11 @@ def encode_corpus(
     texts = [corpus[d].full_text for d in doc_ids]
     # encode() already batches by length (longest first), so padding stays small.
     out = model.encode(
-        texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 1000
+        texts,
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        # a bar on a terminal; in a log file tqdm writes one unreadable line, so none there
+        show_progress_bar=len(texts) > 1000 and sys.stderr.isatty(),
     )
     out = out.astype(np.float32)
     if cache is not None:

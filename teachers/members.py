@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,7 +128,7 @@ class BiEncoderScorer(SingleTeacher):
             distinct,
             batch_size=batch_size,
             convert_to_numpy=True,
-            show_progress_bar=len(distinct) > 2000,
+            show_progress_bar=len(distinct) > 2000 and sys.stderr.isatty(),
         )
         row = {t: i for i, t in enumerate(distinct)}
         return emb[[row[t] for t in texts]]

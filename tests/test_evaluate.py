@@ -31,6 +31,8 @@ def full_report(scifact_slice, tiny_models, tmp_path_factory):
         tiny_models["bert-bi"],
         "--student",
         tiny_models["deberta-bi"],
+        "--supervised",
+        tiny_models["bert-bi"],
         "--teacher",
         tiny_models["bert-cross"],
         "--cost-queries",
@@ -63,9 +65,10 @@ def _exact_sign_flip_p(diff: np.ndarray) -> float:
 def test_every_system_reported_with_exact_metrics(full_report, scifact_slice):
     """Prevents a report whose numbers differ from a direct pytrec_eval computation, and a
     p-value other than the paired sign-flip test's on the per-query NDCG@10 (checked against
-    an exact enumeration of every sign vector)."""
+    an exact enumeration of every sign vector), against base and for the student against the
+    supervised baseline."""
     _, report = full_report
-    assert report["systems"] == ["bm25", "base", "student", "teacher", "cascade"]
+    assert report["systems"] == ["bm25", "base", "student", "supervised", "teacher", "cascade"]
     ds = BeirDataset(scifact_slice)
     qrels = ds.qrels("test")
     bm25 = retrieval.bm25_search(ds.corpus, {q: ds.queries[q] for q in qrels}, 100)
@@ -75,11 +78,16 @@ def test_every_system_reported_with_exact_metrics(full_report, scifact_slice):
     assert len(report["per_query"]["student"]["ndcg@10"]) == 20
     # the teacher reranks the base top-100: the same documents, so the same recall@100
     assert report["metrics"]["teacher"]["recall@100"] == report["metrics"]["base"]["recall@100"]
-    assert set(report["significance_vs_base"]) == {"bm25", "student", "teacher", "cascade"}
+    assert set(report["significance_vs_base"]) == {
+        "bm25", "student", "supervised", "teacher", "cascade"
+    }  # fmt: skip
     base = report["per_query"]["base"]["ndcg@10"]
-    for system, reported in report["significance_vs_base"].items():
+    tests = [(s, "base", r) for s, r in report["significance_vs_base"].items()]
+    tests.append(("student", "supervised", report["student_vs_supervised"]))
+    for system, against, reported in tests:
         per_query = report["per_query"][system]["ndcg@10"]
-        diff = np.array([per_query[q] - base[q] for q in base])
+        other = report["per_query"][against]["ndcg@10"]
+        diff = np.array([per_query[q] - other[q] for q in base])
         exact = _exact_sign_flip_p(diff)
         assert reported["delta"] == pytest.approx(diff.mean(), abs=6e-5), system
         # the report samples 10,000 sign vectors: within 4 standard errors of the exact p
