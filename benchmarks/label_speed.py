@@ -70,7 +70,10 @@ class Quiet:
                 else f"other processes took {self.others:.0%} of the machine's CPU during the run"
             )
         )
-        if self.load_before[0] > 0.5 or (self.others or 0) > 0.05:
+        # the load average lags (it still counts a run that just ended, this script's own
+        # included); the CPU others took during the run is the figure that decides
+        busy = self.load_before[0] > 0.5 if self.others is None else self.others > 0.05
+        if busy:
             line += "\nWARNING: the machine was not quiet; these ratios are not to be quoted."
         return line
 
