@@ -181,7 +181,7 @@ class _Inputs:
 
     queries: dict[str, str]
     qrels: dict | None
-    query_file: Path | None
+    query_files: list[Path]
     ranked: dict[str, list[str]]
     corpus: dict
     pairs: list[tuple[str, str]]
@@ -205,7 +205,7 @@ def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
     from distill.models import resolve_model
     from teachers.scoring import check_teacher
 
-    queries, qrels, query_file = load_query_set(dataset, config.queries)
+    queries, qrels, query_files = load_query_set(dataset, config.queries)
     ranked = read_candidates(config.candidates).ranked
     unknown = sorted(set(ranked) - set(queries))
     if unknown:
@@ -225,7 +225,7 @@ def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
     pairs = pair_list(ranked, qrels, config.include_positives)
     teacher_path = resolve_model(config.teacher)
     check_teacher(config.teacher)
-    return _Inputs(queries, qrels, query_file, ranked, corpus, pairs, teacher_path)
+    return _Inputs(queries, qrels, query_files, ranked, corpus, pairs, teacher_path)
 
 
 def _plan_shards(config: LabelConfig, state, out: Path, key: str, n_pairs: int, echo) -> _Plan:
@@ -370,14 +370,15 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     state = PartialState(cpu=several_cpu_processes())
     dataset = data.open_dataset(config.data)
     inputs = _read_inputs(config, dataset)
-    query_file = inputs.query_file
     key = job_key(
-        config, inputs.teacher_path, artifacts.fingerprint(query_file) if query_file else ""
+        config,
+        inputs.teacher_path,
+        ",".join(artifacts.fingerprint(f) for f in inputs.query_files),
     )
     out = artifacts.claim_output(
         config.output,
         stage="label",
-        inputs=[dataset.root, config.candidates, inputs.teacher_path, query_file],
+        inputs=[dataset.root, config.candidates, inputs.teacher_path, *inputs.query_files],
         overwrite=config.overwrite,
     )
     artifacts.mark_output(out, "label")

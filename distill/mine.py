@@ -13,8 +13,9 @@ source      string   ``bm25``, ``dense`` or ``hybrid`` (reciprocal-rank fusion)
 score       float32  first-stage score (BM25 score, inner product, or RRF score)
 ==========  =======  ==============================================================
 
-Queries come from a BEIR split (those with qrels), ``all`` queries of the dataset, or a JSONL
-file of ``{"_id", "text"}`` rows with no qrels at all (search logs, pseudo-queries).
+Queries come from a BEIR split (those with qrels), ``all`` queries of the dataset, a JSONL
+file of ``{"_id", "text"}`` rows with no qrels at all (search logs, pseudo-queries), or
+several of these joined by ``,``.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ class MineConfig:
 def run(config: MineConfig, echo=click.echo) -> Path:
     started = time.time()
     dataset = data.open_dataset(config.data)
-    queries, qrels, query_file = load_query_set(dataset, config.queries)
+    queries, qrels, query_files = load_query_set(dataset, config.queries)
     out = artifacts.claim_output(
-        config.output, stage="mine", inputs=[dataset.root, query_file], overwrite=config.overwrite
+        config.output, stage="mine", inputs=[dataset.root, *query_files], overwrite=config.overwrite
     )
     corpus = dataset.corpus
     ranking = retrieval.first_stage(
@@ -103,8 +104,8 @@ def run(config: MineConfig, echo=click.echo) -> Path:
             metrics.summarize(qrels, ranking, [f"recall.{config.k}"])[f"recall.{config.k}"], 4
         )
     inputs = {"corpus": dataset.corpus_path}
-    if query_file is not None:
-        inputs["queries"] = query_file
+    for n, path in enumerate(query_files):  # one role per --queries part
+        inputs["queries" if n == 0 else f"queries{n + 1}"] = path
     artifacts.write_manifest(
         out, stage="mine", config=config, inputs=inputs, figures=figures, started=started
     )

@@ -141,6 +141,9 @@ def _key(
         digest.update(artifacts.fingerprint(ds.root / "queries.jsonl").encode())
         for split in ds.splits():
             digest.update(artifacts.fingerprint(ds.qrels_path(split)).encode())
+    for part in str(getattr(config, "queries", "") or "").split(","):
+        if part and Path(part).is_file():  # a queries file the config only names by path
+            digest.update(artifacts.fingerprint(part).encode())
     for upstream in stages[name].reads:
         if upstream in configs:
             manifest = Path(configs[upstream].output) / artifacts.MANIFEST

@@ -1,7 +1,8 @@
 """Query sets shared by the stages: which queries a stage works on, and how queries are split.
 
 * :func:`load_query_set`: the queries (and qrels, when there are any) named by a stage's
-  ``--queries`` / ``--split`` value: a qrels split, ``all``, or a queries JSONL file.
+  ``--queries`` / ``--split`` value: a qrels split, ``all``, a queries JSONL file, or several
+  of these joined by ``,`` (a few labelled queries plus many unlabelled ones).
 * :func:`split_queries`: a train / validation split by *query*, keeping near-duplicate
   queries on one side (``distill data split``, ``distill teach`` and ``distill
   train-student``'s validation all split this way).
@@ -25,8 +26,29 @@ _SPACE = re.compile(r"\s+")
 
 def load_query_set(
     dataset: data.BeirDataset, spec: str
-) -> tuple[dict[str, str], dict[str, dict[str, int]] | None, Path | None]:
-    """(queries, qrels or None, file to fingerprint or None) for a split name, 'all' or a file."""
+) -> tuple[dict[str, str], dict[str, dict[str, int]] | None, list[Path]]:
+    """(queries, qrels or None, files to fingerprint) for a qrels split name, 'all', a queries
+    JSONL file, or several of those joined by ',' (labelled and unlabelled queries together,
+    for example ``train,logs.jsonl``: the qrels are those of the parts that have them)."""
+    parts = [p.strip() for p in spec.split(",")] if "," in spec else [spec]
+    if any(not p for p in parts):
+        raise InputError(f"--queries {spec!r} has an empty part")
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] | None = None
+    files: list[Path] = []
+    for part in parts:
+        q, r, f = _one_query_set(dataset, part)
+        clash = next((k for k in q if k in queries and queries[k] != q[k]), None)
+        if clash is not None:
+            raise InputError(f"query {clash!r} has two different texts in --queries {spec!r}")
+        queries.update(q)
+        files.append(f)
+        if r is not None:
+            qrels = {**(qrels or {}), **r}
+    return queries, qrels, files
+
+
+def _one_query_set(dataset: data.BeirDataset, spec: str):
     if spec == "all":
         return dict(dataset.queries), None, dataset.root / "queries.jsonl"
     if spec.endswith((".jsonl", ".jsonl.gz")) or Path(spec).is_file():

@@ -118,3 +118,37 @@ def test_approximate_indexes_agree_with_exact():
     for kind in ("ivf", "hnsw"):
         approx = retrieval.build_index(emb, kind, gpu=False).search(emb[:20], 1)[1][:, 0]
         assert (approx == exact).mean() >= 0.9, kind
+
+
+def test_labelled_and_unlabelled_queries_together(planted, tmp_path, capsys):
+    """Prevents the few-labels case from being impossible: a qrels split and a file of
+    unlabelled queries are mined as one set, the labelled query keeps its qrels (recall is
+    computed over it alone) and a query id with two different texts is refused."""
+    from distill import data
+    from distill.querysets import load_query_set
+
+    qfile = tmp_path / "log.jsonl"
+    qfile.write_text(json.dumps({"_id": "u1", "text": "osteoblast dedifferentiation"}) + "\n")
+    queries, qrels, files = load_query_set(data.open_dataset(str(planted)), f"test,{qfile}")
+    assert queries == {
+        "qp": "zebrafish fin regeneration requires osteoblast dedifferentiation",
+        "u1": "osteoblast dedifferentiation",
+    }
+    assert qrels == {"qp": {"planted": 1}}
+    assert files == [planted / "qrels" / "test.tsv", qfile]
+
+    out = tmp_path / "mine"
+    code, stdout, err = run_cli(
+        ["mine", planted, "--queries", f"test,{qfile}", "--method", "bm25", "--k", 3,
+         "--output", out], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "for 2 queries" in stdout and "recall@3 1.000" in stdout
+    assert set(read_candidates(out / "candidates.parquet", with_scores=True).scores) == {"qp", "u1"}
+
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text(json.dumps({"_id": "qp", "text": "another text"}) + "\n")
+    code, _, err = run_cli(
+        ["mine", planted, "--queries", f"test,{clash}", "--output", tmp_path / "m2"], capsys
+    )
+    assert code == 2 and "'qp' has two different texts" in err

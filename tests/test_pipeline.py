@@ -124,3 +124,26 @@ def test_bad_pipeline_config(tmp_path, capsys, text, words):
     code, _, err = run_cli(["pipeline", path], capsys)
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_changed_queries_file_makes_mine_stale(scifact_slice, tiny_models, tmp_path):
+    """Prevents a pipeline that keeps candidates mined for an old file of unlabelled queries:
+    the config names the file only by path, so its contents must be part of the stage key."""
+    from distill import pipeline
+
+    qfile = tmp_path / "log.jsonl"
+    qfile.write_text(json.dumps({"_id": "u1", "text": "stem cells"}) + "\n")
+    text = _config(tmp_path / "p.yaml", tmp_path / "run", scifact_slice, tiny_models).read_text()
+    config = tmp_path / "p.yaml"
+    config.write_text(text.replace("mine:\n", f"mine:\n  queries: train,{qfile}\n"))
+
+    def key(stage):
+        _, dataset, configs = pipeline.resolve(config)
+        return pipeline._key(stage, configs[stage], dataset, configs, pipeline._stages())
+
+    before = {s: key(s) for s in ("teach", "mine", "label")}
+    assert before == {s: key(s) for s in ("teach", "mine", "label")}  # deterministic
+    qfile.write_text(json.dumps({"_id": "u1", "text": "stem cell niches"}) + "\n")
+    after = {s: key(s) for s in ("teach", "mine", "label")}
+    assert after["teach"] == before["teach"]  # teach reads the qrels split, not the file
+    assert after["mine"] != before["mine"] and after["label"] != before["label"]
