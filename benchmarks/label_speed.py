@@ -32,7 +32,7 @@ import torch
 
 from distill import artifacts, data, label, mine, retrieval
 from teachers.precision import spearman
-from teachers.train import build_mean_pool
+from teachers.recipe import build_mean_pool
 
 TEACHERS = ("runs/scifact/teacher/members/teacher", "runs/quickstart/teacher/members/teacher")
 

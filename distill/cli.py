@@ -6,12 +6,13 @@ Bad input ends in one line on stderr (``error: path:line: field 'x': ...``) and 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from distill import __version__
+from distill import __version__, console
 from distill import config as cfg
 from distill.errors import EXIT_BAD_INPUT, InputError
 from distill.models import model_kind
@@ -20,8 +21,14 @@ from distill.stages import PIPELINE, Stage, commands
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="distill")
-def cli() -> None:
+@click.option(
+    "--verbose", is_flag=True, help="also show the libraries' own bars, reports and warnings"
+)
+def cli(verbose: bool) -> None:
     """Distill a fine-tuned cross-encoder reranker into a fast bi-encoder retriever."""
+    if verbose:
+        os.environ[console.VERBOSE_ENV] = "1"
+    console.quiet_libraries()
 
 
 @cli.group("data")

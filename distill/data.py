@@ -1,14 +1,11 @@
-"""Data layer: BEIR folders, labeled pairs, and strict validation with one-line errors.
+"""Data layer: BEIR folders, and strict validation with one-line errors.
 
-Two kinds of input reach the pipeline:
-
-* **BEIR folders**: ``corpus.jsonl`` or ``corpus.jsonl.gz`` (``_id``, ``title``, ``text``),
-  ``queries.jsonl`` (``_id``, ``text``) and ``qrels/<split>.tsv`` with the header
-  ``query-id  corpus-id  score`` (tab-separated; graded scores allowed). ``beir:NAME`` fetches a
-  public BEIR dataset into ``$DISTILL_CACHE`` (default ``~/.cache/distill``) when online.
-* **Labeled pairs**: rows ``(query, text, label)`` as JSONL, CSV, TSV or Parquet; ``label`` is
-  binary (0/1) or graded (0-4); optional ``qid``/``did`` columns. Missing ids are derived
-  stably from the text (``q-``/``d-`` + 16 hex digits of its sha1).
+**BEIR folders**: ``corpus.jsonl`` or ``corpus.jsonl.gz`` (``_id``, ``title``, ``text``),
+``queries.jsonl`` (``_id``, ``text``) and ``qrels/<split>.tsv`` with the header
+``query-id  corpus-id  score`` (tab-separated; graded scores allowed). ``beir:NAME`` fetches a
+public BEIR dataset into ``$DISTILL_CACHE`` (default ``~/.cache/distill``) when online.
+Labeled pairs files (JSONL, CSV, TSV, Parquet) are read by :mod:`distill.pairs`, with the
+checks defined here (:func:`require_file`, :func:`string_field`, :func:`parse_grade`).
 
 Files are read line by line (gzip too), each line decoded on its own so that a bad byte is
 reported with its line number. A corpus is parsed once per process (:func:`load_corpus` is
@@ -17,10 +14,8 @@ memoised on path, size and modification time).
 
 from __future__ import annotations
 
-import csv
 import functools
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -37,7 +32,6 @@ from distill.errors import InputError
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 MAX_GRADE = 4
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
-PAIR_FORMATS = (".jsonl", ".jsonl.gz", ".csv", ".tsv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -51,24 +45,7 @@ class Document:
         return f"{self.title} {self.text}".strip()
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One labeled (query, document) pair; ``line`` is where it came from, for messages."""
-
-    qid: str
-    did: str
-    query: str
-    text: str
-    label: float
-    line: int
-
-
-def stable_id(prefix: str, text: str) -> str:
-    """An id derived from the text alone, identical across runs and machines."""
-    return f"{prefix}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
-
-
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
     if not path.exists():
         raise InputError("no such file", path=path)
     if not path.is_file():
@@ -80,7 +57,7 @@ def _require_file(path: Path) -> None:
 def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     """(line number, text without the newline) for each non-blank line; gzip by suffix."""
     p = Path(path)
-    _require_file(p)
+    require_file(p)
     opener = gzip.open if p.suffix == ".gz" else open
     seen = False
     try:
@@ -107,7 +84,7 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
         raise InputError("file has no data rows", path=p, line=1)
 
 
-def _string_field(row: dict[str, Any], name: str, where: dict[str, Any], *, required=True) -> str:
+def string_field(row: dict[str, Any], name: str, where: dict[str, Any], *, required=True) -> str:
     value = row.get(name)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         if required:
@@ -140,9 +117,9 @@ def _load_corpus(path: Path) -> dict[str, Document]:
     first_line: dict[str, int] = {}
     for number, obj in read_jsonl(path):
         where = {"path": path, "line": number}
-        did = _string_field(obj, "_id", where)
-        text = _string_field(obj, "text", where, required=False)
-        title = _string_field(obj, "title", where, required=False)
+        did = string_field(obj, "_id", where)
+        text = string_field(obj, "text", where, required=False)
+        title = string_field(obj, "title", where, required=False)
         if not text and not title:
             raise InputError("is empty (and so is 'title')", field="text", **where)
         if did in corpus:
@@ -162,7 +139,7 @@ def _load_corpus_cached(path: str, size: int, mtime: float) -> dict[str, Documen
 def load_corpus(path: str | os.PathLike[str]) -> dict[str, Document]:
     """Document id -> Document, parsed once per process for an unchanged file."""
     p = Path(path).resolve()
-    _require_file(p)
+    require_file(p)
     st = p.stat()
     return _load_corpus_cached(str(p), st.st_size, st.st_mtime)
 
@@ -173,8 +150,8 @@ def load_queries(path: str | os.PathLike[str]) -> dict[str, str]:
     first_line: dict[str, int] = {}
     for number, obj in read_jsonl(path):
         where = {"path": path, "line": number}
-        qid = _string_field(obj, "_id", where)
-        text = _string_field(obj, "text", where)
+        qid = string_field(obj, "_id", where)
+        text = string_field(obj, "text", where)
         if qid in queries:
             raise InputError(
                 f"duplicate id {qid!r} (first at line {first_line[qid]})", field="_id", **where
@@ -184,7 +161,7 @@ def load_queries(path: str | os.PathLike[str]) -> dict[str, str]:
     return queries
 
 
-def _parse_grade(value: Any, field: str, where: dict[str, Any]) -> float:
+def parse_grade(value: Any, field: str, where: dict[str, Any]) -> float:
     """A relevance label: a finite number in [0, MAX_GRADE]."""
     if isinstance(value, bool):
         raise InputError(f"must be a number, got {value!r}", field=field, **where)
@@ -226,7 +203,7 @@ def load_qrels(
         for name, value in (("query-id", qid), ("corpus-id", did)):
             if not value:
                 raise InputError("is empty", field=name, **where)
-        grade = _parse_grade(raw, "score", where)
+        grade = parse_grade(raw, "score", where)
         if grade != int(grade):
             raise InputError(f"must be a whole number, got {raw!r}", field="score", **where)
         if queries is not None and qid not in queries:
@@ -353,164 +330,11 @@ def is_beir(spec: str | os.PathLike[str]) -> bool:
     return text.startswith("beir:") or Path(text).is_dir()
 
 
-def _utf8_error(path: Path) -> InputError:
-    """The InputError for the first line of ``path`` that is not UTF-8."""
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return InputError(
-                    f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)",
-                    path=path,
-                    line=number,
-                )
-    return InputError("not UTF-8 text", path=path)
-
-
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line the record starts on, row) for each record of a CSV/TSV file with a header.
-
-    The csv module reads the file itself, so a quoted field keeps its line breaks (blank lines
-    included) exactly; blank lines outside quoted fields (before the header, between records)
-    are skipped.
-    """
-    _require_file(path)
-    consumed: list[tuple[int, str]] = []  # (line number, text) read for the current record
-
-    def lines(fh) -> Iterator[str]:
-        started = False
-        for number, line in enumerate(fh, 1):
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            if not started and not line.strip():
-                continue  # blank lines before the header
-            started = True
-            consumed.append((number, line))
-            yield line
-
-    def first_line() -> int:
-        """The record's first line: the first non-blank line read since the last record."""
-        return next((n for n, text in consumed if text.strip()), consumed[-1][0] if consumed else 1)
-
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(lines(fh), delimiter=delimiter)
-            try:
-                if reader.fieldnames is None:
-                    raise InputError("file has no data rows", path=path, line=1)
-                consumed.clear()
-                for row in reader:
-                    blank = not any(text.strip() for _, text in consumed)
-                    number = first_line()
-                    consumed.clear()
-                    if blank:
-                        continue  # a whitespace-only line between records
-                    if None in row:
-                        raise InputError(
-                            "more fields than the header names", path=path, line=number
-                        )
-                    yield number, row
-            except csv.Error as exc:
-                raise InputError(f"malformed CSV ({exc})", path=path, line=first_line()) from None
-    except UnicodeDecodeError:
-        raise _utf8_error(path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file ({exc})", path=path) from None
-
-
-def _pair_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        yield from read_jsonl(path)
-    elif name.endswith((".csv", ".tsv")):
-        yield from _csv_rows(path, "\t" if name.endswith(".tsv") else ",")
-    elif name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        _require_file(path)
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
-        if table.num_rows == 0:
-            raise InputError("file has no data rows", path=path)
-        yield from enumerate(table.to_pylist(), 1)  # "line": the 1-based row number for Parquet
-    else:
-        raise InputError(f"unknown pairs format; use one of {', '.join(PAIR_FORMATS)}", path=path)
-
-
-def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
-    """Labeled pairs from JSONL, CSV, TSV or Parquet, with every row checked.
-
-    Required fields: ``query``, ``text``, ``label`` (a number in 0-4). Optional: ``qid``,
-    ``did``. An id must always name the same text; the same pair with two labels is an error
-    (aggregate annotators' labels before training). Exact repeats are kept here and removed
-    by ``distill data split``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file or folder", path=p)
-    pairs: list[Pair] = []
-    qtext: dict[str, tuple[str, int]] = {}
-    dtext: dict[str, tuple[str, int]] = {}
-    labels: dict[tuple[str, str], tuple[float, int]] = {}
-    for number, row in _pair_rows(p):
-        where = {"path": p, "line": number}
-        if "query" not in row and "text" not in row and "label" not in row:
-            raise InputError("needs the fields 'query', 'text' and 'label'", **where)
-        query = _string_field(row, "query", where)
-        text = _string_field(row, "text", where)
-        if row.get("label") is None or row.get("label") == "":
-            raise InputError("missing", field="label", **where)
-        label = _parse_grade(row["label"], "label", where)
-        qid = _string_field(row, "qid", where, required=False) or stable_id("q", query)
-        did = _string_field(row, "did", where, required=False) or stable_id("d", text)
-        for ids, key, value, field in ((qtext, qid, query, "qid"), (dtext, did, text, "did")):
-            seen = ids.setdefault(key, (value, number))
-            if seen[0] != value:
-                raise InputError(
-                    f"duplicate id {key!r} names another text at line {seen[1]}",
-                    field=field,
-                    **where,
-                )
-        earlier = labels.setdefault((qid, did), (label, number))
-        if earlier[0] != label:
-            raise InputError(
-                f"this pair is labelled {earlier[0]:g} at line {earlier[1]} and {label:g} here",
-                field="label",
-                **where,
-            )
-        pairs.append(Pair(qid, did, query, text, label, number))
-    return pairs
-
-
-def is_binary(labels: list[float] | Any) -> bool:
-    return all(label in (0.0, 1.0) for label in labels)
-
-
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     """One JSON object per line, UTF-8; the caller makes it atomic."""
     with open(path, "w", encoding="utf-8") as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def write_pairs_jsonl(pairs: list[Pair], path: str | os.PathLike[str]) -> None:
-    """Write pairs (with their ids) as JSONL; the caller makes it atomic."""
-    write_jsonl(
-        (
-            {
-                "qid": p.qid,
-                "did": p.did,
-                "query": p.query,
-                "text": p.text,
-                "label": int(p.label) if p.label == int(p.label) else p.label,
-            }
-            for p in pairs
-        ),
-        path,
-    )
 
 
 def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike[str]) -> None:
@@ -520,37 +344,3 @@ def write_qrels(qrels: dict[str, dict[str, int]], path: str | os.PathLike[str]) 
         for qid, docs in qrels.items():
             for did, grade in docs.items():
                 out.write(f"{qid}\t{did}\t{grade}\n")
-
-
-@dataclass
-class Labeled:
-    """Queries, documents and graded judgments from a BEIR split or a labeled pairs file."""
-
-    queries: dict[str, str]
-    corpus: dict[str, Document]
-    qrels: dict[str, dict[str, int]]
-    source: Path  # the corpus file, or the pairs file
-
-
-def load_labeled(spec: str | os.PathLike[str], split: str = "train") -> Labeled:
-    """One view of labeled data for the stages that learn from it (teach, audit).
-
-    For pairs, the corpus is the set of their documents and a grade is the label rounded
-    to a whole number.
-    """
-    if is_beir(spec):
-        dataset = open_dataset(spec)
-        qrels = dataset.qrels(split)
-        return Labeled(
-            {q: dataset.queries[q] for q in qrels}, dataset.corpus, qrels, dataset.corpus_path
-        )
-    pairs = load_pairs(spec)
-    qrels: dict[str, dict[str, int]] = {}
-    for p in pairs:
-        qrels.setdefault(p.qid, {})[p.did] = round(p.label)
-    return Labeled(
-        {p.qid: p.query for p in pairs},
-        {p.did: Document("", p.text) for p in pairs},
-        qrels,
-        Path(spec),
-    )

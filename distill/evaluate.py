@@ -16,22 +16,22 @@ the qrels by the teacher's own graded judgments of the pooled top-k (for data wi
 
 from __future__ import annotations
 
-import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import click
-import numpy as np
 
 from distill import artifacts, data, metrics, retrieval
+from distill.cost import BiEncoderSystem, machine_label, measure_cost
 from distill.errors import InputError
 from distill.models import load_bi_encoder, resolve_model
 from distill.querysets import load_query_set
+from distill.rerank import judge_qrels, rerank
+from distill.serving import serving_table
 from teachers.precision import apply_precision
-from teachers.scoring import check_teacher, load_teacher
+from teachers.scoring import check_teacher, describe_members, load_teacher
 
 SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
 
@@ -79,6 +79,12 @@ class EvaluateConfig:
     )
     cost: bool = field(
         default=True, metadata={"help": "measure speed (latency, throughput, index size)"}
+    )
+    serving: bool = field(
+        default=True,
+        metadata={
+            "help": "the student's serving table (torch / ONNX fp32 / ONNX int8 encoders; fp32, int8, binary embeddings): NDCG@10, p50 latency, index MB (with --cost)"
+        },
     )
     cost_queries: int = field(
         default=50, metadata={"help": "queries timed for latency", "range": "[1, inf)"}
@@ -137,135 +143,6 @@ class EvaluateConfig:
         return out
 
 
-class Timer:
-    """Wall-clock samples in milliseconds."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    def __call__(self, fn: Callable, *args, **kwargs):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        self.samples.append((time.perf_counter() - start) * 1000)
-        return out
-
-    def p(self, q: float) -> float:
-        return round(float(np.percentile(self.samples, q)), 2)
-
-
-def rerank(
-    teacher,
-    queries: dict[str, str],
-    corpus,
-    first: retrieval.Ranking,
-    k: int,
-    batch_size: int,
-    members: dict | None = None,
-) -> retrieval.Ranking:
-    """The teacher's raw scores for each query's top-k of ``first``.
-
-    For an ensemble, pass a dict as ``members``: it receives each member's own ranking of the
-    same candidates, from the same scoring pass (members whose fitted weight is 0 are not
-    scored: they cannot change the ensemble's ranking).
-    """
-    pairs, owners = [], []
-    for qid in queries:
-        for did in metrics.trec_order(first.get(qid, {}))[:k]:
-            pairs.append((queries[qid], corpus[did].full_text))
-            owners.append((qid, did))
-    per_member = (
-        teacher.member_scores(pairs, batch_size, skip_zero=True) if members is not None else {}
-    )
-    scores = teacher.combine(per_member) if per_member else teacher.score(pairs, batch_size)
-
-    def ranking(values) -> retrieval.Ranking:
-        out: retrieval.Ranking = {q: {} for q in queries}
-        for (qid, did), s in zip(owners, values, strict=True):
-            out[qid][did] = float(s)
-        return out
-
-    if members is not None:
-        members.update({name: ranking(values) for name, values in per_member.items()})
-    return ranking(scores)
-
-
-def randomization_test(
-    a: np.ndarray, b: np.ndarray, *, trials: int = 10_000, seed: int = 0
-) -> float:
-    """Two-sided paired randomisation (sign-flip) test of mean(a - b) = 0; returns the p-value."""
-    diff = np.asarray(a) - np.asarray(b)
-    if not diff.any():
-        return 1.0
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(trials, diff.size))
-    null = np.abs((signs * diff).mean(axis=1))
-    return float((np.sum(null >= abs(diff.mean()) - 1e-12) + 1) / (trials + 1))
-
-
-def judge_qrels(
-    judge,
-    queries,
-    corpus,
-    runs: dict[str, retrieval.Ranking],
-    depth: int,
-    thresholds: list[float],
-    batch_size: int,
-) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
-    """Teacher-graded qrels for the union of every system's top-``depth``.
-
-    Grade g = the number of thresholds the judge's probability reaches (0 = not relevant);
-    the probability is calibrated when the judge has a stored calibration, else the sigmoid.
-    """
-    pool = {
-        q: {d for run in runs.values() for d in metrics.trec_order(run.get(q, {}))[:depth]}
-        for q in queries
-    }
-    scores = rerank(
-        judge,
-        queries,
-        corpus,
-        {q: dict.fromkeys(sorted(d), 0.0) for q, d in pool.items()},
-        10**9,
-        batch_size,
-    )
-    calibrated = judge.calibration.method != "identity"
-    how = (
-        f"calibrated ({judge.calibration.method})"
-        if calibrated
-        else "uncalibrated: sigmoid of the raw logit"
-    )
-    qrels = {}
-    for q, docs in scores.items():
-        probs = judge.probability(np.array(list(docs.values()))) if docs else []
-        qrels[q] = {
-            d: int(sum(p >= t for t in thresholds)) for d, p in zip(docs, probs, strict=True)
-        }
-    info = {
-        "pool_depth": depth,
-        "thresholds": thresholds,
-        "probabilities": how,
-        "pooled_pairs": sum(map(len, pool.values())),
-    }
-    return qrels, info
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-a between two score lists over the same systems."""
-    n, s = len(a), 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            s += np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
-    return float(s / (n * (n - 1) / 2)) if n > 1 else 1.0
-
-
-@dataclass
-class BiEncoderSystem:
-    model: Any
-    doc_ids: list[str]
-    index: Any
-    embeddings_bytes: int
-
-
 def _bi_encoder(name: str, corpus, config: EvaluateConfig) -> BiEncoderSystem:
     model = load_bi_encoder(name)
     cache = config.cache_dir or str(data.cache_dir() / "embeddings")
@@ -273,101 +150,6 @@ def _bi_encoder(name: str, corpus, config: EvaluateConfig) -> BiEncoderSystem:
         model, corpus, model_path=resolve_model(name), batch_size=config.batch_size, cache_dir=cache
     )
     return BiEncoderSystem(model, doc_ids, retrieval.build_index(emb, "flat"), int(emb.nbytes))
-
-
-def measure_cost(
-    config: EvaluateConfig,
-    queries,
-    corpus,
-    bi: dict[str, BiEncoderSystem],
-    teacher,
-    first_stage: str,
-) -> dict[str, dict]:
-    """Speed of each system on this machine: latency per query (p50/p95, single and batched),
-    corpus encoding docs/s, teacher pairs/s, index size."""
-    sample = dict(list(queries.items())[: config.cost_queries])
-    cost: dict[str, dict] = {}
-    for name, system in bi.items():
-        single = Timer()
-        for text in sample.values():
-            single(
-                retrieval.search_index,
-                system.model,
-                system.index,
-                system.doc_ids,
-                {"q": text},
-                config.k,
-                batch_size=1,
-            )
-        batched = Timer()
-        batched(
-            retrieval.search_index,
-            system.model,
-            system.index,
-            system.doc_ids,
-            sample,
-            config.k,
-            batch_size=config.batch_size,
-        )
-        docs = [corpus[d].full_text for d in system.doc_ids[:256]]
-        enc = Timer()
-        enc(system.model.encode, docs, batch_size=config.batch_size)
-        cost[name] = {
-            "latency_ms_p50": single.p(50),
-            "latency_ms_p95": single.p(95),
-            "batched_ms_per_query": round(batched.samples[0] / len(sample), 2),
-            "corpus_docs_per_s": round(len(docs) / (enc.samples[0] / 1000), 1),
-            "index_mb": round(system.embeddings_bytes / 2**20, 2),
-        }
-    if "bm25" in config.chosen() or first_stage in ("bm25", "hybrid"):
-        index = retrieval.BM25Index(corpus)
-        single = Timer()
-        for text in sample.values():
-            single(index.search, {"q": text}, config.k)
-        cost["bm25"] = {"latency_ms_p50": single.p(50), "latency_ms_p95": single.p(95)}
-    if teacher is not None:
-        few = list(sample.items())[:5]
-        timer = Timer()
-        for _qid, text in few:
-            docs = (
-                bi["base"].doc_ids[: config.rerank_k]
-                if "base" in bi
-                else list(corpus)[: config.rerank_k]
-            )
-            timer(teacher.score, [(text, corpus[d].full_text) for d in docs], config.batch_size)
-        rerank_p50 = timer.p(50)
-        first = cost.get(first_stage if first_stage != "hybrid" else "base", {}).get(
-            "latency_ms_p50", 0.0
-        )
-        cost["teacher"] = {
-            "pairs_per_s": round(config.rerank_k / (rerank_p50 / 1000), 1),
-            "rerank_ms_p50": rerank_p50,
-            "rerank_ms_p95": timer.p(95),
-            "latency_ms_p50": round(first + rerank_p50, 2),
-            "latency_ms_p95": round(first + timer.p(95), 2),
-            "rerank_k": config.rerank_k,
-        }
-        if "student" in cost:
-            cost["cascade"] = {
-                "latency_ms_p50": round(cost["student"]["latency_ms_p50"] + rerank_p50, 2)
-            }
-            cost["student"]["speedup_vs_teacher"] = round(
-                cost["teacher"]["latency_ms_p50"] / cost["student"]["latency_ms_p50"], 1
-            )
-    return cost
-
-
-def machine_label() -> str:
-    import os
-
-    import torch
-
-    device = (
-        torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    )
-    return f"{platform.node() or 'this machine'}: {device}, {platform.machine()}"
 
 
 def _plan(config: EvaluateConfig, dataset) -> tuple[dict, dict | None, list[str]]:
@@ -510,7 +292,7 @@ def _compare(
     if "base" in per:
         for s in per:
             if s != "base":
-                significance[s] = paired(per[s][primary], per["base"][primary], config.seed)
+                significance[s] = metrics.paired(per[s][primary], per["base"][primary], config.seed)
     recovered = None
     if {"student", "teacher", "base"} <= set(summary):
         gain = summary["teacher"][primary] - summary["base"][primary]
@@ -530,23 +312,14 @@ def _compare(
             "real": real,
             "judged": {s: summary[s][primary] for s in names},
             "kendall_tau": round(
-                kendall_tau([real[s] for s in names], [summary[s][primary] for s in names]), 3
+                metrics.kendall_tau([real[s] for s in names], [summary[s][primary] for s in names]),
+                3,
             ),
         }
     lead = None
     if {"student", "supervised"} <= set(per):  # the lead distillation must earn
-        lead = paired(per["student"][primary], per["supervised"][primary], config.seed)
+        lead = metrics.paired(per["student"][primary], per["supervised"][primary], config.seed)
     return Comparison(per, summary, significance, recovered, judged_info, agreement, lead)
-
-
-def paired(a: dict[str, float], b: dict[str, float], seed: int) -> dict[str, float]:
-    """Mean per-query difference a - b over b's queries, and its randomisation-test p."""
-    x = np.array([a[q] for q in b])
-    y = np.array(list(b.values()))
-    return {
-        "p_value": round(randomization_test(x, y, seed=seed), 4),
-        "delta": round(float((x - y).mean()), 4),
-    }
 
 
 def _report(
@@ -562,6 +335,7 @@ def _report(
     """Report: write the result (HTML report and manifest) and print its markdown summary."""
     from distill import report
 
+    serving = cost.pop("serving", [])  # its own table: rows of (encoder, embeddings)
     result = {
         "dataset": config.data,
         "split": config.split,
@@ -575,6 +349,8 @@ def _report(
         "student_vs_supervised": found.lead,
         "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
+        "serving": serving,
+        "member_titles": describe_members(resolve_model(config.teacher)) if config.teacher else {},
         "judge": found.judged_info,
         "judge_agreement": found.agreement,
         "config": artifacts._plain(config),
@@ -588,11 +364,11 @@ def _report(
         stage="evaluate",
         config=config,
         inputs={"corpus": dataset.corpus_path},
-        figures={"metrics": found.summary, "cost": cost},
+        figures={"metrics": found.summary, "cost": cost, "serving": serving},
         started=started,
     )
     echo(report.markdown(result))
-    echo(f"report: {html.resolve()}")
+    echo(f"HTML report: {html.resolve()}")
     return out
 
 
@@ -612,4 +388,17 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         if config.cost
         else {}
     )
+    if config.cost and config.serving and "student" in bi and real_qrels is not None:
+        cost["serving"] = serving_table(
+            bi["student"].model,
+            resolve_model(config.student),
+            corpus,
+            queries,
+            real_qrels,
+            k=config.k,
+            timed=config.cost_queries,
+            batch_size=config.batch_size,
+            cache_dir=config.cache_dir or str(data.cache_dir() / "embeddings"),
+            echo=echo,
+        )
     return _report(config, dataset, queries, systems, found, cost, started, echo)

@@ -28,6 +28,9 @@ The job key fingerprints the teacher, the candidates, the queries and the scorin
 when any of them changes, old shards are discarded instead of mixed in. With several
 processes (``accelerate launch -m distill.cli label ...``) process r takes shards r, r+n, ...;
 each shard's rows do not depend on who computed it.
+
+Writing a shard and reading ``progress.json`` back: :mod:`distill.label_shards`; the check
+of the teacher against the first stage: :mod:`distill.label_guard`.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ from pathlib import Path
 from typing import Literal
 
 import click
-import numpy as np
 
 from distill import artifacts, data
 from distill.candidates import read_candidates
 from distill.errors import InputError
-from distill.labels_io import PROGRESS, read_labels, read_progress
+from distill.label_guard import teacher_vs_first_stage
+from distill.label_shards import label_shard, load_progress
+from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
 from teachers.precision import apply_precision, spearman
@@ -142,39 +146,6 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     return digest.hexdigest()
 
 
-def _load_progress(out: Path, key: str, echo) -> dict:
-    path = out / PROGRESS
-    if path.is_file() and read_progress(path) is None:
-        stale = list(out.glob("shard-*.parquet"))
-        for shard in stale:
-            shard.unlink()
-        path.unlink()
-        (out / artifacts.MANIFEST).unlink(missing_ok=True)
-        echo(
-            f"warning: {path}: damaged (not the JSON `distill label` writes); discarded it and "
-            f"{len(stale)} shard file(s) it vouched for; labelling from the start",
-            err=True,
-        )
-    if path.is_file():
-        progress = json.loads(path.read_text())
-        if progress.get("key") == key:
-            for part in out.glob(
-                ".progress-*.json"
-            ):  # shards done by processes of a killed multi-process run
-                extra = read_progress(part)
-                if extra is not None and extra.get("key") == key:
-                    progress["shards"].update(extra["shards"])
-            return progress
-        stale = list(out.glob("shard-*.parquet"))
-        for shard in stale:
-            shard.unlink()
-        (out / artifacts.MANIFEST).unlink(missing_ok=True)
-        echo(
-            f"teacher, candidates or settings changed: discarded {len(stale)} old shards", err=True
-        )
-    return {"key": key, "shards": {}}
-
-
 @dataclass
 class _Inputs:
     """What labelling reads: queries, qrels, candidates, the pair list and the teacher."""
@@ -230,7 +201,7 @@ def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
 
 def _plan_shards(config: LabelConfig, state, out: Path, key: str, n_pairs: int, echo) -> _Plan:
     """Plan shards: load (or reset) the progress; find the shards done and this process's."""
-    progress = _load_progress(out, key, echo) if state.is_main_process else None
+    progress = load_progress(out, key, echo) if state.is_main_process else None
     state.wait_for_everyone()
     if progress is None:
         progress = (
@@ -393,62 +364,3 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     if state.is_main_process:
         _finish(config, state, dataset, inputs, plan, figures, started, echo)
     return out
-
-
-def label_shard(teacher, names, chunk, queries, corpus, qrels, batch_size: int, path: Path):
-    """Score one shard's (qid, did) pairs and write them atomically to ``path``: a function
-    of the pairs alone, so a resumed run writes the same bytes as an uninterrupted one."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    texts = [(queries[q], corpus[d].full_text) for q, d in chunk]
-    member_scores = teacher.member_scores(texts, batch_size, skip_zero=True) if names else {}
-    scores = teacher.combine(member_scores) if names else teacher.score(texts, batch_size)
-    cols = {
-        "qid": pa.array([q for q, _ in chunk], pa.string()),
-        "did": pa.array([d for _, d in chunk], pa.string()),
-        "score": pa.array(np.asarray(scores, dtype=np.float32)),
-    }
-    for name in names:
-        cols[f"score_{name}"] = pa.array(np.asarray(member_scores[name], dtype=np.float32))
-    cols["prob"] = pa.array(np.asarray(teacher.probability(scores), dtype=np.float32))
-    cols["gold"] = pa.array([(qrels or {}).get(q, {}).get(d, -1) for q, d in chunk], pa.int16())
-    with artifacts.atomic_path(path) as tmp:
-        pq.write_table(pa.table(cols), tmp)
-
-
-def teacher_vs_first_stage(table, ranked, qrels, allow_worse: bool, echo) -> dict:
-    """NDCG@10 of the teacher reranking the mined candidates against the candidates' own
-    first-stage order, for the labelled queries that have qrels (gold positives the miner
-    missed are not added: the protocol of use). These are usually the teacher's own training
-    queries, so a teacher that loses here is certainly broken: it is refused (exit 1)."""
-    from distill.errors import Refused
-    from distill.metrics import summarize
-
-    judged = {q: qrels[q] for q in ranked if q in qrels}
-    teacher: dict[str, dict[str, float]] = {}
-    cols = table.select(["qid", "did", "score"]).to_pydict()
-    for q, d, s in zip(cols["qid"], cols["did"], cols["score"], strict=True):
-        if q in judged and d in ranked[q]:
-            teacher.setdefault(q, {})[d] = float(s)
-    first = {q: {d: -float(i) for i, d in enumerate(ranked[q])} for q in judged}
-    result = {
-        "queries": len(judged),
-        "teacher_ndcg@10": round(summarize(judged, teacher, ["ndcg@10"])["ndcg@10"], 4),
-        "first_stage_ndcg@10": round(summarize(judged, first, ["ndcg@10"])["ndcg@10"], 4),
-    }
-    line = (
-        f"teacher reranking the candidates: NDCG@10 {result['teacher_ndcg@10']:.4f} vs "
-        f"{result['first_stage_ndcg@10']:.4f} in the first stage's order ({len(judged)} queries "
-        "with qrels)"
-    )
-    if result["teacher_ndcg@10"] >= result["first_stage_ndcg@10"]:
-        echo(line)
-    elif not allow_worse:
-        raise Refused(
-            f"the teacher ranks the candidates worse than the first stage did ({line}). The "
-            "shards are kept but not marked finished; pass --allow-worse to use them anyway."
-        )
-    else:
-        echo(f"warning: {line}; used anyway because of --allow-worse", err=True)
-    return result

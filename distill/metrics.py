@@ -107,3 +107,35 @@ def summarize(
 ) -> dict[str, float]:
     """Mean of each measure over the judged queries."""
     return {name: mean(values) for name, values in per_query(qrels, run, measures).items()}
+
+
+def randomization_test(
+    a: np.ndarray, b: np.ndarray, *, trials: int = 10_000, seed: int = 0
+) -> float:
+    """Two-sided paired randomisation (sign-flip) test of mean(a - b) = 0; returns the p-value."""
+    diff = np.asarray(a) - np.asarray(b)
+    if not diff.any():
+        return 1.0
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(trials, diff.size))
+    null = np.abs((signs * diff).mean(axis=1))
+    return float((np.sum(null >= abs(diff.mean()) - 1e-12) + 1) / (trials + 1))
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-a between two score lists over the same systems."""
+    n, s = len(a), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            s += np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+    return float(s / (n * (n - 1) / 2)) if n > 1 else 1.0
+
+
+def paired(a: dict[str, float], b: dict[str, float], seed: int) -> dict[str, float]:
+    """Mean per-query difference a - b over b's queries, and its randomisation-test p."""
+    x = np.array([a[q] for q in b])
+    y = np.array(list(b.values()))
+    return {
+        "p_value": round(randomization_test(x, y, seed=seed), 4),
+        "delta": round(float((x - y).mean()), 4),
+    }

@@ -218,8 +218,8 @@ def run(
         echo(f"stopped after {stop}")
         return run_dir
     report = Path(configs["evaluate"].output)
-    if (report / "report.md").is_file():
-        echo("")
+    if (report / "report.md").is_file() and dict(summary).get("evaluate") != "ran":
+        echo("")  # evaluate printed its table when it ran; a skipped one is shown here
         echo((report / "report.md").read_text())
         echo(f"HTML report: {(report / 'report.html').resolve()}")
     return run_dir

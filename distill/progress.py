@@ -91,6 +91,9 @@ def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
         bar: LogProgress | None = None
         started = 0.0
 
+        def __init__(self) -> None:
+            self.shown: dict[str, str] = {}
+
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.time()
             if not sys.stderr.isatty():
@@ -108,6 +111,15 @@ def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
                 )
                 control.should_training_stop = True
                 control.should_evaluate = control.should_save = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is None or not logs:
+                return  # the Trainer's own printer is off (distill.console): loss and NDCG here
+            for key, value in logs.items():
+                if key == "loss" or key.endswith("ndcg@10"):
+                    name = "loss" if key == "loss" else "val NDCG@10"
+                    self.shown[name] = f"{float(value):.4f}"
+            self.bar.set_postfix(**self.shown)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:

@@ -21,10 +21,12 @@ LABELS = {
 }
 
 
-def label(system: str) -> str:
-    """A system's name in tables and plots (ensemble members are ``teacher:<member>``)."""
+def label(system: str, titles: dict[str, str] | None = None) -> str:
+    """A system's name in tables and plots. Ensemble members (``teacher:<member>``) are named
+    by what they are, from ``titles`` (the report's ``member_titles``) where it has them."""
     if system.startswith("teacher:"):
-        return f"  teacher member: {system.split(':', 1)[1]}"
+        name = system.split(":", 1)[1]
+        return f"  member: {(titles or {}).get(name, name)}"
     return LABELS.get(system, system)
 
 
@@ -46,13 +48,31 @@ def _rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for system in result["systems"]:
         sig = result["significance_vs_base"].get(system)
         row = [
-            label(system),
+            label(system, result.get("member_titles")),
             *(f"{result['metrics'][system][m]:.4f}" for m in measures),
         ]
         row.append("" if sig is None else f"{sig['p_value']:.4f}")
         row += [str(cost.get(system, {}).get(k, "")) for k, _ in cost_cols]
         rows.append(row)
     return header, rows
+
+
+def serving_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The student's serving table (distill.serving): one row per encoder and embeddings."""
+    if not rows:
+        return []
+    return [
+        "The student served (each row measured side by side in this run; latency = one query "
+        "encoded and searched):",
+        "",
+        "| encoder | embeddings | NDCG@10 | query ms p50 | index MB |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['encoder']} | {r['embeddings']} | {r['ndcg@10']:.4f} | "
+            f"{r['latency_ms_p50']} | {r['index_mb']} |"
+            for r in rows
+        ),
+    ]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -96,7 +116,8 @@ def markdown(result: dict[str, Any]) -> str:
     notes.append(
         "p vs base: two-sided paired randomisation test on per-query NDCG@10 (10,000 sign flips)."
     )
-    return "\n".join([*lines, "", *notes]) + "\n"
+    serving = serving_lines(result.get("serving") or [])
+    return "\n".join([*lines, "", *notes, *([""] if serving else []), *serving]).rstrip() + "\n"
 
 
 def _png(fig) -> str:

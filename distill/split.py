@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from distill import artifacts, data
+from distill.pairs import Pair, load_pairs, write_pairs_jsonl
 from distill.querysets import split_queries
 
 
@@ -65,8 +66,8 @@ def run(config: SplitConfig, echo=click.echo) -> Path:
                 for name, ids in (("train", parts.train), ("val", parts.val))
             }
     else:
-        pairs = data.load_pairs(config.data)
-        unique: dict[tuple, data.Pair] = {}
+        pairs = load_pairs(config.data)
+        unique: dict[tuple, Pair] = {}
         for pair in pairs:
             unique.setdefault((pair.qid, pair.did, pair.query, pair.text, pair.label), pair)
         figures["exact_duplicate_rows"] = len(pairs) - len(unique)
@@ -77,7 +78,7 @@ def run(config: SplitConfig, echo=click.echo) -> Path:
         with artifacts.atomic_path(out, stage="split", overwrite=config.overwrite) as tmp:
             tmp.mkdir(parents=True)
             for name, qids in (("train", parts.train), ("val", parts.val)):
-                data.write_pairs_jsonl([p for p in pairs if p.qid in qids], tmp / f"{name}.jsonl")
+                write_pairs_jsonl([p for p in pairs if p.qid in qids], tmp / f"{name}.jsonl")
             rows = {
                 name: sum(p.qid in ids for p in pairs)
                 for name, ids in (("train", parts.train), ("val", parts.val))

@@ -20,6 +20,7 @@ import numpy as np
 from distill import artifacts, data
 from distill.errors import InputError
 from distill.models import load_tokenizer
+from distill.pairs import is_binary, load_pairs
 
 
 @dataclass
@@ -118,12 +119,12 @@ def compute(config: StatsConfig) -> dict[str, Any]:
         }
         stats["truncation"] = {"population": "qrels pairs (all splits)", "pairs": len(pairs)}
     else:
-        rows = data.load_pairs(config.data)
+        rows = load_pairs(config.data)
         stats["pairs"] = len(rows)
         stats["queries"] = len({p.qid for p in rows})
         stats["documents"] = len({p.did for p in rows})
         labels = [p.label for p in rows]
-        stats["label_kind"] = "binary" if data.is_binary(labels) else "graded"
+        stats["label_kind"] = "binary" if is_binary(labels) else "graded"
         stats["labels"] = {f"{k:g}": v for k, v in sorted(Counter(labels).items())}
         q = token_lengths(tokenizer, [p.query for p in rows])
         d = token_lengths(tokenizer, [p.text for p in rows])

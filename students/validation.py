@@ -15,7 +15,9 @@ import random
 from collections.abc import Mapping
 
 from distill import metrics, retrieval
+from distill.errors import Refused
 from distill.querysets import split_queries
+from students.config import StudentConfig
 
 
 def split_validation(
@@ -77,3 +79,49 @@ def retrieval_ndcg(
     )
     judged = {q: dict(qrels[q]) for q in queries}
     return round(metrics.summarize(judged, run, ["ndcg@10"])["ndcg@10"], 4)
+
+
+class Validation:
+    """The start and the trained student, each retrieving for the held-out queries."""
+
+    def __init__(self, held, labels, queries, qrels, corpus, config: StudentConfig) -> None:
+        keep = {d for q in held for d in labels[q].dids} | {d for q in held for d in qrels[q]}
+        self.pool = retrieval_pool(corpus, keep & set(corpus), config.val_docs, config.seed)
+        self.queries = {q: queries[q] for q in sorted(held)}
+        self.qrels = {q: qrels[q] for q in held}
+        self.config = config
+        self.ndcg: dict[str, float] = {}
+
+    def measure(self, name: str, model, echo, model_path: str | None = None) -> None:
+        """NDCG@10 of ``model``; ``model_path`` (an unchanged model's folder) lets the
+        corpus embeddings come from ``cache_dir``."""
+        self.ndcg[name] = retrieval_ndcg(
+            model,
+            self.pool,
+            self.queries,
+            self.qrels,
+            query_length=self.config.max_query_length,
+            doc_length=self.config.max_doc_length,
+            cache_dir=self.config.cache_dir if model_path else None,
+            model_path=model_path,
+        )
+        echo(
+            f"{name}: validation NDCG@10 {self.ndcg[name]:.4f} ({len(self.queries)} held-out "
+            f"queries retrieving from {len(self.pool):,} documents)",
+            err=True,
+        )
+
+    def figures(self) -> dict:
+        return {"queries": len(self.queries), "documents": len(self.pool), "ndcg@10": self.ndcg}
+
+    def guard(self, allow_worse: bool, echo) -> None:
+        start, student = self.ndcg["start"], self.ndcg["student"]
+        if student >= start:
+            return
+        message = (
+            f"the student is worse than its start on validation (full retrieval, NDCG@10 "
+            f"student {student:.4f} vs start {start:.4f} on {len(self.queries)} held-out queries)."
+        )
+        if not allow_worse:
+            raise Refused(f"{message} Nothing was saved; pass --allow-worse to keep it anyway.")
+        echo(f"warning: {message} Kept because of --allow-worse.", err=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from distill import artifacts, data
+from distill.pairs import load_labeled
 
 COLUMNS = ("qid", "did", "query", "document", "label", "teacher_probability", "disagreement")
 
@@ -82,7 +83,7 @@ def run(config: AuditConfig, echo=click.echo) -> Path:
 
     check_teacher(config.teacher)
     artifacts.claim_file(config.output, inputs=[config.data, config.teacher])
-    labeled = data.load_labeled(config.data, config.split)
+    labeled = load_labeled(config.data, config.split)
     queries, corpus, qrels = labeled.queries, labeled.corpus, labeled.qrels
     rows = [
         (q, d, queries[q], corpus[d].full_text, float(g))

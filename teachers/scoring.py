@@ -12,6 +12,7 @@ members may also be first-stage scorers (BM25, a bi-encoder; see :mod:`teachers.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,8 @@ class CrossEncoderTeacher(SingleTeacher):
 
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        if show_progress_bar is None:
-            show_progress_bar = len(pairs) > 2000
+        if show_progress_bar is None:  # a bar on a terminal; in a log, one unreadable line
+            show_progress_bar = len(pairs) > 2000 and sys.stderr.isatty()
         out = self.model.predict(
             list(pairs),
             batch_size=batch_size,
@@ -214,3 +215,41 @@ def check_teacher(name: str, *, trust_remote_code: bool = False) -> None:
         raise InputError(
             f"not a teacher: {reason}; train one with `distill teach`", path=path, field="teacher"
         )
+
+
+def describe(folder: str | Path) -> str:
+    """What a single teacher folder holds, in words, read from its files (nothing loads):
+    ``BM25``, ``bi-encoder (all-MiniLM-L6-v2)``, ``cross-encoder (bert, 6 layers, mean pooling)``."""
+    path = Path(folder)
+    if (path / BM25_FILE).is_file():
+        return "BM25"
+    if (path / BI_FILE).is_file():
+        spec = json.loads((path / BI_FILE).read_text(encoding="utf-8"))
+        name = str(spec.get("name") or spec.get("model") or "?")
+        shown = "all-MiniLM-L6-v2, bundled" if name == "bundled" else Path(name).name
+        return f"bi-encoder ({shown})"
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return f"cross-encoder ({path.name})"
+    pooling = sorted(path.glob("*_Pooling/config.json"))
+    if pooling:
+        modes = json.loads(pooling[0].read_text(encoding="utf-8"))
+        mode = modes.get("pooling_mode")  # sentence-transformers v6; older: one flag per mode
+        if not isinstance(mode, str):
+            on = [k[13:] for k, v in modes.items() if k.startswith("pooling_mode_") and v is True]
+            mode = "/".join(m.replace("_tokens", "") for m in on) or "custom"
+        head = f"{mode} pooling"
+    else:
+        head = "classification head"
+    layers = config.get("num_hidden_layers", "?")
+    return f"cross-encoder ({config.get('model_type', '?')}, {layers} layers, {head})"
+
+
+def describe_members(folder: str | Path) -> dict[str, str]:
+    """{member name: description} of an ensemble folder; {} for a single teacher."""
+    path = Path(folder)
+    if not (path / ENSEMBLE_FILE).is_file():
+        return {}
+    spec = json.loads((path / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    return {m["name"]: describe(path / m["path"]) for m in spec.get("members", [])}

@@ -78,9 +78,9 @@ def _stage_configs():
     from distill.sample import SampleConfig
     from distill.split import SplitConfig
     from distill.stats import StatsConfig
-    from students.train import StudentConfig
+    from students.config import StudentConfig
     from teachers.audit import AuditConfig
-    from teachers.train import MemberConfig, TeachConfig
+    from teachers.teach_config import MemberConfig, TeachConfig
 
     return [
         SplitConfig,

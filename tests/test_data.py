@@ -14,6 +14,7 @@ from helpers import run_cli
 
 from distill import data
 from distill.errors import InputError
+from distill.pairs import is_binary, load_pairs, stable_id
 
 
 def test_scifact_real_counts(scifact_dir):
@@ -71,15 +72,15 @@ def test_pairs_read_the_same_in_every_format(tmp_path):
             w.writeheader()
             w.writerows(rows)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
-    loaded = {n: data.load_pairs(tmp_path / n) for n in ("p.jsonl", "p.csv", "p.tsv", "p.parquet")}
+    loaded = {n: load_pairs(tmp_path / n) for n in ("p.jsonl", "p.csv", "p.tsv", "p.parquet")}
     key = [(p.qid, p.did, p.query, p.text, p.label) for p in loaded["p.jsonl"]]
     for name, pairs in loaded.items():
         assert [(p.qid, p.did, p.query, p.text, p.label) for p in pairs] == key, name
     expected_qid = "q-" + hashlib.sha1(b"what causes scurvy").hexdigest()[:16]
     assert key[0][0] == key[1][0] == expected_qid
     assert [p.label for p in loaded["p.jsonl"]] == [1.0, 0.0, 3.0]
-    assert not data.is_binary([p.label for p in loaded["p.jsonl"]])
-    assert data.is_binary([1.0, 0.0])
+    assert not is_binary([p.label for p in loaded["p.jsonl"]])
+    assert is_binary([1.0, 0.0])
 
 
 def test_given_ids_are_kept(tmp_path):
@@ -88,7 +89,7 @@ def test_given_ids_are_kept(tmp_path):
         json.dumps({"qid": "Q7", "did": "D9", "query": "q", "text": "t", "label": 1}) + "\n",
         encoding="utf-8",
     )
-    (pair,) = data.load_pairs(tmp_path / "p.jsonl")
+    (pair,) = load_pairs(tmp_path / "p.jsonl")
     assert (pair.qid, pair.did, pair.line) == ("Q7", "D9", 1)
 
 
@@ -176,13 +177,13 @@ def test_csv_quoted_fields_read_exactly(tmp_path, writer, suffix):
     derived from damaged text."""
     path = tmp_path / f"pairs{suffix}"
     writer(path, AWKWARD, "\t" if suffix == ".tsv" else ",")
-    pairs = data.load_pairs(path)
+    pairs = load_pairs(path)
     assert [(p.query, p.text, p.label) for p in pairs] == [
         (r["query"], r["text"], float(r["label"])) for r in AWKWARD
     ]
     # ids are derived from the original text: "q-"/"d-" + sha1 of the (stripped) text
-    assert [p.qid for p in pairs] == [data.stable_id("q", r["query"]) for r in AWKWARD]
-    assert [p.did for p in pairs] == [data.stable_id("d", r["text"]) for r in AWKWARD]
+    assert [p.qid for p in pairs] == [stable_id("q", r["query"]) for r in AWKWARD]
+    assert [p.did for p in pairs] == [stable_id("d", r["text"]) for r in AWKWARD]
     # each pair's line is the line its record starts on (the header is line 1)
     starts, line = [], 2
     for r in AWKWARD:
@@ -198,7 +199,7 @@ def test_csv_blank_lines_outside_quotes_are_skipped(tmp_path):
     path.write_text(
         '\nquery,text,label\n\nq1,"a\n\nb",1\n   \nq2,t,0\n\n', encoding="utf-8", newline=""
     )
-    pairs = data.load_pairs(path)
+    pairs = load_pairs(path)
     assert [(p.query, p.text, p.line) for p in pairs] == [("q1", "a\n\nb", 4), ("q2", "t", 8)]
 
 
@@ -216,6 +217,6 @@ def test_csv_bad_row_names_its_first_line(tmp_path, text, line, field, words):
     path = tmp_path / "p.csv"
     path.write_text(text, encoding="utf-8", newline="")
     with pytest.raises(InputError) as info:
-        data.load_pairs(path)
+        load_pairs(path)
     assert (info.value.line, info.value.field) == (line, field), str(info.value)
     assert words in str(info.value)

@@ -9,11 +9,13 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import TINY
 from helpers import run_cli
 
 from distill import metrics, retrieval
 from distill.data import BeirDataset
-from distill.evaluate import judge_qrels, kendall_tau, randomization_test
+from distill.metrics import kendall_tau, randomization_test
+from distill.rerank import judge_qrels
 from teachers.calibration import Calibration
 from teachers.scoring import CrossEncoderTeacher
 
@@ -121,6 +123,31 @@ def test_cost_is_measured_and_labelled(full_report):
         assert torch.cuda.get_device_name(0) in machine
     else:
         assert f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads" in machine
+
+
+def test_serving_table_of_the_student(full_report, scifact_slice):
+    """Prevents a serving table that measures something else than the student: the ONNX fp32
+    encoder must score what torch scores; the index sizes must be those of fp32 (4 bytes per
+    dimension), int8 (1 byte) and binary (1 bit) vectors of the slice's 340 documents."""
+    _, report = full_report
+    rows = {(r["encoder"], r["embeddings"]): r for r in report["serving"]}
+    assert set(rows) == {
+        ("torch fp32", "fp32"),
+        ("ONNX fp32", "fp32"),
+        ("ONNX int8", "fp32"),
+        ("torch fp32", "int8"),
+        ("torch fp32", "binary"),
+    }
+    torch_fp32 = rows["torch fp32", "fp32"]
+    assert torch_fp32["ndcg@10"] == pytest.approx(report["metrics"]["student"]["ndcg@10"], abs=1e-4)
+    assert rows["ONNX fp32", "fp32"]["ndcg@10"] == pytest.approx(torch_fp32["ndcg@10"], abs=2e-3)
+    vectors = 340 * 32  # documents x dimensions
+    assert torch_fp32["index_bytes"] == pytest.approx(4 * vectors, rel=0.05)
+    assert rows["torch fp32", "int8"]["index_bytes"] == pytest.approx(vectors, rel=0.1)
+    assert rows["torch fp32", "binary"]["index_bytes"] == pytest.approx(vectors / 8, rel=0.2)
+    assert all(r["latency_ms_p50"] > 0 for r in rows.values())
+    md = (full_report[0] / "report.md").read_text()
+    assert "| ONNX int8 | fp32 |" in md and "| torch fp32 | binary |" in md
 
 
 def test_markdown_and_html_written(full_report):
@@ -322,7 +349,10 @@ def test_ensemble_members_reported_alone(scifact_slice, tiny_models, tmp_path, c
     assert code == 0, err
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["systems"] == ["teacher", "teacher:bert", "teacher:deberta"]
-    assert "teacher member: bert" in out
+    # members named by what they are, read from their folders
+    layers = TINY["num_hidden_layers"]
+    assert f"member: cross-encoder (bert, {layers} layers, classification head)" in out
+    assert f"member: cross-encoder (deberta-v2, {layers} layers, classification head)" in out
     code, _, err = run_cli(
         [
             "evaluate",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from distill.progress import LogProgress
-from students.train import optimizer_steps
+from students.loop import optimizer_steps
 
 ETA = re.compile(r"(\d[\d,]*)/(\d[\d,]*) \w+ \(\d+%\), \d+m\d\ds elapsed, ETA \d+m\d\ds")
 
@@ -109,8 +109,8 @@ def test_label_and_student_logs_show_progress_with_eta(scifact_slice, mined, tin
 
 
 def test_teach_log_shows_plan_and_progress(scifact_slice, tiny_models, tmp_path):
-    """Prevents `teach` printing nothing between its start and its end in a log, and a plan
-    without a time estimate."""
+    """Prevents `teach` printing nothing between its start and its end in a log, a plan
+    without a time estimate, and a log flooded with the Trainer's dicts and loading bars."""
     text = _logged(
         ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--output",
          tmp_path / "t", "--max-steps", "6", "--eval-steps", "3", "--max-length", "64",
@@ -123,3 +123,7 @@ def test_teach_log_shows_plan_and_progress(scifact_slice, tiny_models, tmp_path)
     )
     assert plan and plan.group(1) == "6", text[-3000:]
     assert re.search(r"teaching teacher: 6/6 steps \(100%\)", text), text[-3000:]
+    # the loss and validation NDCG ride on the progress lines; the Trainer's dicts and the
+    # libraries' loading bars do not reach the log (distill.console)
+    assert re.search(r"teaching teacher: .*loss \d\.\d{4}, val NDCG@10 \d\.\d{4}", text), text
+    assert "{'loss'" not in text and "Loading weights" not in text, text[-3000:]

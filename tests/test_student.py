@@ -15,9 +15,10 @@ import pytest
 import torch
 from helpers import run_cli
 
+from students.config import StudentConfig
+from students.examples import build_examples, select_negatives
 from students.losses import build_loss
 from students.losses.in_batch import WithInBatchNegatives
-from students.train import StudentConfig, build_examples, select_negatives
 
 
 def _embeddings(
@@ -118,7 +119,7 @@ def test_examples_sample_at_most_max_positives_and_count_drops():
     """Prevents a query with 40 positives outweighing 40 others, and drops nobody can see:
     10 gold positives with max_positives 3 give 3 examples and 7 unsampled positives; a query
     whose candidates are all positives is counted as dropped for too few negatives."""
-    from students.train import QueryLabels
+    from students.examples import QueryLabels
 
     many = QueryLabels(
         [f"p{i}" for i in range(10)] + ["n1", "n2"],
@@ -144,7 +145,7 @@ def test_examples_use_gold_or_teacher_top():
     positives being replaced by the teacher's choice, a negative within the margin of its
     positive (a likely unlabeled positive) being kept, and teacher scores attached to the
     wrong documents."""
-    from students.train import QueryLabels
+    from students.examples import QueryLabels
 
     labels = {
         "gold": QueryLabels(
@@ -232,18 +233,26 @@ def _student_argv(data, labels, model, out, *extra):
 
 
 def test_student_trains_and_loads(scifact_slice, labels_dir, tiny_models, tmp_path, capsys):
-    """Prevents a student folder that SentenceTransformer(path) cannot load, or a run that
-    does not change the weights."""
+    """Prevents a student folder that SentenceTransformer(path) cannot load, a run that does
+    not change the weights, and ONNX exports of other weights than the trained ones."""
     from sentence_transformers import SentenceTransformer
 
     code, _out, err = run_cli(
         _student_argv(
-            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "s", "--lr", "1e-3"
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "s", "--lr", "1e-3",
+            "--onnx-int8",
         ),
         capsys,
-    )
+    )  # fmt: skip
     assert code == 0, err
     student = SentenceTransformer(str(tmp_path / "s"))
+    # the exports serve the trained weights: the fp32 graph computes the student's embeddings
+    from distill.serving import OnnxEncoder
+
+    onnx = OnnxEncoder(student, tmp_path / "s" / "onnx" / "student.onnx")
+    texts = ["vitamin d", "bone density in older adults"]
+    np.testing.assert_allclose(onnx.encode(texts), student.encode(texts), atol=1e-5)
+    assert (tmp_path / "s" / "onnx" / "student-int8.onnx").is_file()
     base = SentenceTransformer(tiny_models["bert-bi"])
     a, b = student.encode(["vitamin d"]), base.encode(["vitamin d"])
     assert a.shape == (1, 32) and not np.allclose(a, b)
@@ -285,7 +294,7 @@ def labels_dir_teacher(labels_dir):
 def test_card_carries_the_teachers_validation(tmp_path):
     """Prevents a student card that does not say how good its teacher was: the figures come
     from the teacher's `distill teach` manifest (written here by hand)."""
-    from students.train import teacher_summary
+    from students.card import teacher_summary
 
     teacher, labels = tmp_path / "teacher", tmp_path / "labels"
     teacher.mkdir()
@@ -369,7 +378,7 @@ def test_auto_temperature_puts_teacher_in_student_units(scifact_slice, labels_di
     from distill import data
     from distill.labels_io import read_labels
     from distill.models import load_bi_encoder
-    from students.train import auto_temperature, group_labels
+    from students.examples import auto_temperature, group_labels
 
     ds = data.BeirDataset(scifact_slice)
     labels = group_labels(read_labels(labels_dir))

@@ -221,7 +221,8 @@ def test_fused_weights_by_hand(tmp_path):
     member then decides the ranking alone) and storing weights that do not undo the
     unit-spread division or that skip a member's calibration."""
     from teachers.evaluator import RerankEvaluator
-    from teachers.train import TeachConfig, _fuse
+    from teachers.fusion import fuse
+    from teachers.teach_config import TeachConfig
 
     # validation pairs, in order: (q1, a) relevant, (q1, b), (q2, c), (q2, d) relevant
     evaluator = RerankEvaluator(
@@ -238,7 +239,7 @@ def test_fused_weights_by_hand(tmp_path):
     }
     Calibration(temperature=2.0, bias=0.0, method="platt").save(tmp_path / "members" / "m2")
     lines: list[str] = []
-    figures = _fuse(results, tmp_path, TeachConfig(data="x"), evaluator, lines.append)
+    figures = fuse(results, tmp_path, TeachConfig(data="x"), evaluator, lines.append)
     # spread (population std) of m1's logits: sqrt((1 + 1 + 0.81 + 0.81) / 4) = sqrt(0.905)
     # = 0.951315; of m2's logits: 10 * 0.951315 = 9.51315. On unit spread, with w on m1:
     # q1 right iff w*2 - (1-w)*1.8 > 0, i.e. w > 0.4737; q2 right iff (1-w)*2 - w*1.8 > 0,
@@ -407,7 +408,8 @@ def test_warmup_lists_are_titles_of_unlabeled_documents(scifact_slice):
     """Prevents the title warm-up from leaking labeled (validation) documents into training,
     pairing a title with another document's body, or using its own document as a negative."""
     from distill import data
-    from teachers.train import TeachConfig, _warmup_lists
+    from teachers.teach_config import TeachConfig
+    from teachers.teach_data import _warmup_lists
 
     ds = data.BeirDataset(scifact_slice)
     labeled = {d for split in ds.splits() for docs in ds.qrels(split).values() for d in docs}

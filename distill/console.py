@@ -1,0 +1,53 @@
+"""What the console shows: each stage's own lines, not the libraries' chatter.
+
+By default (:func:`quiet_libraries`), output a user cannot act on is silenced where it arises:
+
+* transformers' and huggingface_hub's progress bars ("Loading weights ...") and their info
+  and load reports (missing or unexpected weights are expected when a bi-encoder becomes a
+  cross-encoder; :mod:`distill.models` says so in one line of its own);
+* torch's ``TracerWarning`` lines while a teacher is exported to ONNX (silenced in
+  :mod:`teachers.onnx`: the export is checked against torch on real pairs before it is used);
+* the ``{'loss': ...}`` dictionaries the Trainer prints when it draws no bar (the stages print
+  progress lines with an ETA instead, see :mod:`distill.progress`).
+
+Warnings of our own, and library errors, stay visible. ``distill --verbose COMMAND`` (or
+``DISTILL_VERBOSE=1``) leaves everything as the libraries print it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+VERBOSE_ENV = "DISTILL_VERBOSE"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' chatter unless ``--verbose``; safe to call more than once.
+    Cheap: before transformers is imported it only sets the environment it reads."""
+    if verbose():
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (tests, notebooks): tell it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    for name in ("sentence_transformers", "accelerate", "torch.onnx", "onnxruntime"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def trainer_printer_off(trainer) -> None:
+    """Drop the Trainer's ``{'loss': ...}`` printer (on when it draws no bar), unless verbose:
+    the stages' own progress lines carry the step, loss and ETA."""
+    if verbose():
+        return
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)

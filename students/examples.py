@@ -1,0 +1,175 @@
+"""The student's training examples, built from the teacher's labels, and the temperature that
+puts the teacher's scores in the student's units.
+
+Training examples, per query of the labels:
+
+* positives: the gold positives (``gold > 0``) when known, else the teacher's top candidate;
+* negatives: ``negatives`` candidates drawn from the teacher's ranking (ranks below
+  ``negative_depth``), never one whose teacher score is within ``false_negative_margin`` of
+  the positive's (a likely unlabeled positive: the most common distillation failure);
+* labels: the teacher's scores of (positive, negatives) for ``kl`` and ``margin-mse``; none
+  for ``mnrl``, the supervised baseline, which uses gold positives and first-stage negatives.
+
+Texts are joined from ids when the examples are built, not stored with the labels.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from students.config import StudentConfig
+
+# The auto temperature is teacher spread / student spread. A ratio 100x away from 1 in either
+# direction means one of them hardly separates the candidates (seen: 0.0057 from a teacher that
+# had learned a shortcut, against 0.41 on SciFact), so it is reported, not silently used.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+
+
+@dataclass
+class QueryLabels:
+    """One query's labelled candidates, in first-stage order."""
+
+    dids: list[str]
+    scores: np.ndarray
+    gold: np.ndarray
+
+
+def group_labels(table) -> dict[str, QueryLabels]:
+    """{qid: QueryLabels} from a labels table (columns qid, did, score, gold)."""
+    cols = table.select(["qid", "did", "score", "gold"]).to_pydict()
+    grouped: dict[str, tuple[list, list, list]] = {}
+    for q, d, s, g in zip(cols["qid"], cols["did"], cols["score"], cols["gold"], strict=True):
+        entry = grouped.setdefault(q, ([], [], []))
+        entry[0].append(d)
+        entry[1].append(s)
+        entry[2].append(g)
+    return {
+        q: QueryLabels(d, np.asarray(s, dtype=np.float32), np.asarray(g))
+        for q, (d, s, g) in grouped.items()
+    }
+
+
+def auto_temperature(
+    labels: dict[str, QueryLabels],
+    model,
+    queries: dict[str, str],
+    corpus,
+    config: StudentConfig,
+    sample: int = 24,
+    spreads: dict[str, float] | None = None,
+) -> float:
+    """The teacher temperature that puts the teacher's scores in the student's units.
+
+    Teacher scores come in any unit (logits, fused z-scores, BM25); the student's are
+    ``scale * cos``. Dividing teacher scores by (median spread of the teacher's scores over a
+    query's top ``negative_depth`` candidates) / (the same spread of the start student's),
+    measured on ``sample`` queries, makes a softmax over the teacher as sharp as the
+    student's, a margin mean the same in both, and ``false_negative_margin`` a margin in
+    student logits. Without it a KL target far flatter than the student teaches it to stop
+    discriminating, and Margin-MSE on unscaled margins pulls every similarity together."""
+    import torch
+
+    rng = random.Random(config.seed)
+    qids = [q for q in sorted(labels) if len(labels[q].dids) > 1]
+    qids = rng.sample(qids, min(sample, len(qids)))
+    teacher_spread, student_spread = [], []
+    with torch.inference_mode():
+        for q in qids:
+            lab = labels[q]
+            top = np.argsort(-lab.scores, kind="stable")[: config.negative_depth]
+            teacher_spread.append(float(np.std(lab.scores[top])))
+            model.max_seq_length = config.max_query_length
+            qv = model.encode([queries[q]], convert_to_numpy=True, show_progress_bar=False)
+            model.max_seq_length = config.max_doc_length
+            dv = model.encode(
+                [corpus[lab.dids[i]].full_text for i in top],
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                batch_size=32,
+            )
+            student_spread.append(float(np.std(config.scale * (dv @ qv[0]))))
+    t, s = float(np.median(teacher_spread)), float(np.median(student_spread))
+    if spreads is not None:
+        spreads.update(teacher=t, student=s)
+    return t / s if t > 0 and s > 0 else 1.0
+
+
+def select_negatives(
+    scores: np.ndarray,
+    positive: int,
+    exclude: set[int],
+    k: int,
+    depth: int,
+    margin: float,
+    rng: random.Random,
+) -> list[int]:
+    """Indices of up to ``k`` negatives among the ``depth`` best-scored eligible candidates:
+    not in ``exclude`` (the query's positives) and not within ``margin`` of the positive's
+    score (likely unlabeled positives). When the teacher's top ranks are all positives, the
+    negatives come from deeper ranks instead of none at all."""
+    order = np.argsort(-scores, kind="stable")
+    pool = [
+        int(i) for i in order if int(i) not in exclude and scores[i] < scores[positive] - margin
+    ][:depth]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def build_examples(
+    labels: dict[str, QueryLabels],
+    config: StudentConfig,
+    epoch: int,
+    counts: dict[str, int] | None = None,
+) -> list[tuple[str, list[str], list[float]]]:
+    """(qid, [positive did, negative dids...], teacher scores) for one epoch; deterministic
+    in (seed, epoch). Each query gives at most ``max_positives`` examples (its positives
+    sampled). ``counts`` receives how many were built and how many dropped, and why."""
+    rng = random.Random(config.seed * 1000 + epoch)
+    out = []
+    tally = dict.fromkeys(
+        ("built", "positives_not_sampled", "dropped_no_gold", "dropped_too_few_negatives"), 0
+    )
+    for qid in sorted(labels):
+        lab = labels[qid]
+        gold = [i for i, g in enumerate(lab.gold) if g > 0]
+        unlabeled = not gold
+        positives = gold or [int(np.argmax(lab.scores))]
+        chosen = sorted(rng.sample(positives, min(config.max_positives, len(positives))))
+        tally["positives_not_sampled"] += len(positives) - len(chosen)
+        for pos in chosen:
+            if config.loss == "mnrl":
+                if unlabeled:
+                    tally["dropped_no_gold"] += 1
+                    continue  # the supervised baseline uses gold labels only
+                pool = [
+                    i for i in range(3, min(len(lab.dids), config.negative_depth)) if i not in gold
+                ]  # first-stage ranks, skip the top 3
+                negs = rng.sample(pool, min(1, len(pool)))
+            else:
+                negs = select_negatives(
+                    lab.scores,
+                    pos,
+                    set(positives),
+                    config.negatives,
+                    config.negative_depth,
+                    config.false_negative_margin,
+                    rng,
+                )
+                if len(negs) < config.negatives:
+                    tally["dropped_too_few_negatives"] += 1
+                    continue
+            idx = [pos, *negs]
+            out.append((qid, [lab.dids[i] for i in idx], [float(lab.scores[i]) for i in idx]))
+    tally["built"] = len(out)
+    if counts is not None:
+        counts.update(tally)
+    rng.shuffle(out)
+    return out
+
+
+def query_counts(labels: dict[str, QueryLabels]) -> dict[str, int]:
+    """Training queries with gold positives, and those the teacher alone labelled."""
+    labelled = sum(1 for lab in labels.values() if (np.asarray(lab.gold) > 0).any())
+    return {"labelled": labelled, "teacher_labelled": len(labels) - labelled}

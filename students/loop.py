@@ -1,0 +1,253 @@
+"""The student's Accelerate training loop and its set-up.
+
+Build, ``accelerator.prepare``, ``accelerator.accumulate`` + ``backward``, ``save_state``
+every ``checkpoint_steps`` and ``load_state`` on restart, so a killed run resumes from its
+last checkpoint and ends with the same weights as an uninterrupted one (data order and
+negatives are functions of seed and epoch, and Accelerate restores the RNG states). The same
+code runs under ``accelerate launch`` for DDP.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+from students.config import StudentConfig
+from students.examples import build_examples
+
+
+def optimizer_steps(
+    examples: int,
+    batch_size: int,
+    processes: int,
+    grad_accum: int,
+    epochs: int,
+    max_steps: int | None = None,
+) -> int:
+    """Optimizer steps of a run: each takes ``batch_size`` examples on each of ``processes``,
+    ``grad_accum`` times; capped at ``max_steps``."""
+    per_epoch = -(-examples // (batch_size * processes * grad_accum))
+    total = per_epoch * epochs
+    return min(total, max_steps) if max_steps else total
+
+
+def _out_of_time(budget_end: float | None, accelerator) -> bool:
+    """True once the time budget is spent on any process (all processes agree, so none waits
+    alone at the next collective)."""
+    import torch
+
+    if budget_end is None:
+        return False
+    late = torch.tensor([float(time.time() >= budget_end)], device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
+
+
+def _mixed_precision(choice: str) -> str:
+    import torch
+
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    steps = [
+        (int(m.group(1)), p)
+        for p in folder.glob("step-*")
+        if (m := re.fullmatch(r"step-(\d+)", p.name)) and (p / "done").exists()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def accelerator(config: StudentConfig, ckpt_dir: Path):
+    """Set-up: the Accelerator (tensorboard logging when installed); returns it and log_with."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = "tensorboard"
+    except ImportError:
+        log_with = None
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from distill.env import several_cpu_processes
+
+    accelerator = Accelerator(
+        cpu=several_cpu_processes(),
+        # a bi-encoder leaves parts of its backbone unused (BERT's pooler under mean pooling)
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        mixed_precision=_mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=config.grad_accum,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        log_with=log_with,
+        project_dir=str(ckpt_dir),
+    )
+    return accelerator, log_with
+
+
+@dataclass
+class _Prepared:
+    """What training runs with, after ``accelerator.prepare``, and the plan's numbers."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    index_loader: Any
+    loss_fn: Any
+    examples: int
+    counts: dict[str, int]
+    total: int
+
+
+def prepare(
+    config: StudentConfig, accelerator, model, labels, labels_dir: Path, log_with
+) -> _Prepared:
+    """Set-up: loss, epoch-0 examples, optimizer, scheduler and index loader, all prepared."""
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    from students.losses import build_loss
+
+    set_seed(config.seed)
+    loss_fn = build_loss(config.loss, model, scale=config.scale, in_batch=config.in_batch_weight)
+    counts: dict[str, int] = {}
+    examples_0 = build_examples(labels, config, 0, counts)
+    if not examples_0:
+        raise InputError(
+            "no usable training examples: too few candidates below the false-negative margin; lower false_negative_margin or negatives",
+            path=labels_dir,
+        )
+    total = optimizer_steps(
+        len(examples_0),
+        config.batch_size,
+        accelerator.num_processes,
+        config.grad_accum,
+        config.epochs,
+        config.max_steps,
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    # accelerate's prepared scheduler steps num_processes times per optimizer step (unless
+    # split_batches): size it in those steps, or warm-up and decay end 1/N of the way through
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer,
+        int(config.warmup * total) * accelerator.num_processes,
+        total * accelerator.num_processes,
+    )
+    index_loader = torch.utils.data.DataLoader(
+        range(len(examples_0)), batch_size=config.batch_size, shuffle=True
+    )
+    model, optimizer, index_loader, scheduler = accelerator.prepare(
+        model, optimizer, index_loader, scheduler
+    )
+    if log_with:
+        accelerator.init_trackers(
+            "distill-student",
+            config={
+                k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))
+            },
+        )
+    return _Prepared(
+        model, optimizer, scheduler, index_loader, loss_fn, len(examples_0), counts, total
+    )
+
+
+def resume(
+    accelerator, ckpt_dir: Path, grad_accum: int, index_loader, echo
+) -> tuple[int, int, int]:
+    """Resume: load the latest finished checkpoint, if any; returns (step, epoch, batches to skip)."""
+    step, start_epoch, skip = 0, 0, 0
+    latest = _latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        step = int(latest.name.split("-")[1])
+        start_epoch, skip = divmod(step * grad_accum, len(index_loader))
+        echo(f"resuming from {latest} (step {step})", err=True)
+    return step, start_epoch, skip
+
+
+def featurizer(student, accelerator):
+    """Returns ``features(texts, max_length)``: the student's inputs, on the accelerator's device."""
+
+    def features(texts: list[str], max_length: int):
+        student.max_seq_length = max_length
+        feats = (
+            student.tokenize(texts)
+            if not hasattr(student, "preprocess")
+            else student.preprocess(texts)
+        )
+        return {k: v.to(accelerator.device) if hasattr(v, "to") else v for k, v in feats.items()}
+
+    return features
+
+
+def loop(
+    accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
+    labels, queries, corpus, config: StudentConfig, ckpt_dir: Path, log_with, total: int,
+    position: tuple[int, int, int],
+) -> list[float]:  # fmt: skip
+    """Phase 3: the optimizer steps from ``position`` (step, epoch, batches to skip) on, with
+    checkpoints, until ``total`` steps or the time budget; returns the loss of each step."""
+    import torch
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    step, start_epoch, skip = position
+    model.train()
+    losses: list[float] = []
+    budget_end = None if config.time_budget is None else time.time() + 60 * config.time_budget
+    for epoch in range(start_epoch, config.epochs):
+        if step >= total or _out_of_time(budget_end, accelerator):
+            break
+        examples = build_examples(labels, config, epoch)
+        index_loader.set_epoch(epoch)
+        loader = (
+            accelerator.skip_first_batches(index_loader, skip)
+            if epoch == start_epoch and skip
+            else index_loader
+        )
+        for batch in loader:
+            rows = [examples[int(i)] for i in batch if int(i) < len(examples)]
+            if not rows:
+                continue
+            with accelerator.accumulate(model):
+                columns = [features([queries[q] for q, _, _ in rows], config.max_query_length)]
+                for c in range(len(rows[0][1])):
+                    columns.append(
+                        features(
+                            [corpus[dids[c]].full_text for _, dids, _ in rows],
+                            config.max_doc_length,
+                        )
+                    )
+                target = torch.tensor([s for _, _, s in rows], device=accelerator.device)
+                # the forward goes through the prepared (DDP-wrapped) model, so that several
+                # processes synchronise their gradients; the loss sees only the embeddings
+                loss = loss_fn.compute_loss_from_embeddings(embed_columns(model, columns), target)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                losses.append(float(accelerator.gather(loss.detach()).mean()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if log_with:
+                    accelerator.log(
+                        {"loss": losses[-1], "lr": scheduler.get_last_lr()[0]}, step=step
+                    )
+                if step % config.checkpoint_steps == 0 and step < total:
+                    target_dir = ckpt_dir / f"step-{step}"
+                    accelerator.save_state(str(target_dir))
+                    if accelerator.is_main_process:
+                        (target_dir / "done").write_text("ok")
+                if step >= total or _out_of_time(budget_end, accelerator):
+                    break
+        skip = 0
+    return losses
