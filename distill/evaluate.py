@@ -350,6 +350,9 @@ def _report(
         "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
         "serving": serving,
+        "training": report.training_story(
+            resolve_model(config.teacher) if config.teacher else None, config.student
+        ),
         "member_titles": describe_members(resolve_model(config.teacher)) if config.teacher else {},
         "judge": found.judged_info,
         "judge_agreement": found.agreement,
@@ -367,6 +370,8 @@ def _report(
         figures={"metrics": found.summary, "cost": cost, "serving": serving},
         started=started,
     )
+    if report.card_test_figures(config.student, result):
+        echo(f"added the test figures to the student's model card ({config.student}/README.md)")
     echo(report.markdown(result))
     echo(f"HTML report: {html.resolve()}")
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,133 @@ def plots(result: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def training_story(teacher: str | None, student: str | None) -> dict[str, Any]:
+    """How the evaluated models were made, read from the stages' manifests: each stage's
+    time and config (teach, mine, label, train-student, found by following the student's
+    labels back), the teacher members' validation NDCG@10 per evaluation step, the student's
+    loss per step. Stages whose manifest is missing are left out."""
+    stages: list[dict[str, Any]] = []
+
+    def add(folder) -> dict[str, Any] | None:
+        manifest = artifacts.read_manifest(folder) if folder else None
+        if manifest is not None:
+            seconds = (manifest.get("timings") or {}).get("seconds")
+            stages.append(
+                {"stage": manifest.get("stage"), "folder": str(folder), "seconds": seconds}
+                | {"config": manifest.get("config")}
+            )
+        return manifest
+
+    teach = add(teacher)
+    made = artifacts.read_manifest(student) if student else None
+    labels = (made or {}).get("config", {}).get("labels")
+    labelled = artifacts.read_manifest(labels) if labels else None
+    candidates = (labelled or {}).get("config", {}).get("candidates")
+    add(Path(candidates).parent if candidates else None)
+    add(labels if labelled else None)
+    add(student if made else None)
+    members = ((teach or {}).get("figures") or {}).get("members") or {}
+    history = {
+        name: [[h["steps"], h["ndcg@10"]] for h in m.get("history") or [] if "ndcg@10" in h]
+        for name, m in members.items()
+        if m.get("history")
+    }
+    loss = ((made or {}).get("figures") or {}).get("loss_per_step") or {}
+    return {"stages": stages, "teacher_history": history, "student_loss": loss}
+
+
+def training_plots(story: dict[str, Any]) -> dict[str, str]:
+    """Base64 PNGs: the teacher's validation NDCG@10 per step, the student's loss per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    if story.get("teacher_history"):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, points in story["teacher_history"].items():
+            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation NDCG@10")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        out["Teacher: validation NDCG@10 per step"] = _png(fig)
+        plt.close(fig)
+    loss = story.get("student_loss") or {}
+    if loss.get("loss"):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        first = loss.get("first_step", 1)
+        ax.plot(range(first, first + len(loss["loss"])), loss["loss"])
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        out["Student: training loss per step"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def _stages_html(story: dict[str, Any]) -> str:
+    """A table of stage times, and each stage's config folded under it."""
+    if not story.get("stages"):
+        return ""
+
+    def seconds(value) -> str:
+        return "" if value is None else f"{value:,.0f}"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(str(s['stage']))}</td><td>{html.escape(s['folder'])}</td>"
+        f"<td>{seconds(s['seconds'])}</td></tr>"
+        for s in story["stages"]
+    )
+    configs = "".join(
+        f"<details><summary>{html.escape(str(s['stage']))} config</summary><pre>"
+        f"{html.escape(json.dumps(s['config'], indent=2, sort_keys=True))}</pre></details>"
+        for s in story["stages"]
+    )
+    return (
+        "<h2>How the models were made</h2><table><tr><th>stage</th><th>folder</th>"
+        f"<th>seconds</th></tr>{rows}</table>{configs}"
+    )
+
+
+CARD_TEST = "## Test figures (distill evaluate)"
+
+
+def card_test_figures(student: str | None, result: dict[str, Any]) -> bool:
+    """Add (or replace) the test figures in the model card of a student distill made (a
+    folder with a train-student manifest); a model distill did not make is left alone."""
+    manifest = artifacts.read_manifest(student) if student else None
+    card = Path(student or "") / "README.md"
+    if manifest is None or manifest.get("stage") != "train-student" or not card.is_file():
+        return False
+    text = card.read_text(encoding="utf-8").split(f"\n{CARD_TEST}\n")[0].rstrip()
+    measures = list(next(iter(result["metrics"].values())))
+    shown = [
+        s for s in ("student", "base", "bm25", "supervised", "teacher") if s in result["metrics"]
+    ]
+    rows = [
+        f"| {label(s)} | " + " | ".join(f"{result['metrics'][s][m]:.4f}" for m in measures) + " |"
+        for s in shown
+    ]
+    sig = result["significance_vs_base"].get("student")
+    lines = [
+        CARD_TEST,
+        "",
+        f"{result['dataset']} / {result['split']}, {result['judged_queries']} queries"
+        + (" (TEACHER-JUDGED, not human qrels)" if result.get("judge") else "")
+        + (
+            f"; student vs base p = {sig['p_value']:.4f} (paired randomisation test)" if sig else ""
+        ),
+        "",
+        "| system | " + " | ".join(measures) + " |",
+        "|" + " --- |" * (len(measures) + 1),
+        *rows,
+    ]
+    artifacts.write_text(card, text + "\n\n" + "\n".join(lines) + "\n")
+    return True
+
+
 def write(result: dict[str, Any], out: Path, teacher_dir: str | None = None) -> Path:
     """Write report.json, report.md and report.html into ``out``; return the HTML path."""
     artifacts.write_json(out / "report.json", result)
@@ -176,6 +304,8 @@ def write(result: dict[str, Any], out: Path, teacher_dir: str | None = None) -> 
     artifacts.write_text(out / "report.md", md)
     header, rows = _rows(result)
     images = plots(result)
+    story = result.get("training") or {}
+    images.update(training_plots(story))
     reliability = Path(teacher_dir or "") / "reliability.png"
     if teacher_dir and reliability.is_file():
         images["Teacher calibration (reliability)"] = base64.b64encode(
@@ -207,6 +337,8 @@ figure {{ display: inline-block; margin: 1em; }} img {{ max-width: 560px; }}
 {table}
 {notes}
 {figures}
+{_stages_html(story)}
+<details><summary>evaluate config</summary><pre>{html.escape(json.dumps(result.get("config"), indent=2, sort_keys=True))}</pre></details>
 </body></html>
 """
     return artifacts.write_text(out / "report.html", page)

@@ -106,6 +106,13 @@ class StudentConfig:
         default=False,
         metadata={"help": "also write onnx/student-int8.onnx: the same with int8 weights"},
     )
+    min_confidence: float = field(
+        default=0.0,
+        metadata={
+            "help": "drop teacher-labelled queries (no gold) whose top candidate's calibrated probability is below this (0 = keep all)",
+            "range": "[0, 1]",
+        },
+    )
     max_positives: int = field(
         default=4,
         metadata={

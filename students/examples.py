@@ -35,21 +35,48 @@ class QueryLabels:
     dids: list[str]
     scores: np.ndarray
     gold: np.ndarray
+    prob: np.ndarray | None = None  # the teacher's calibrated probabilities, when labelled
 
 
 def group_labels(table) -> dict[str, QueryLabels]:
-    """{qid: QueryLabels} from a labels table (columns qid, did, score, gold)."""
-    cols = table.select(["qid", "did", "score", "gold"]).to_pydict()
-    grouped: dict[str, tuple[list, list, list]] = {}
-    for q, d, s, g in zip(cols["qid"], cols["did"], cols["score"], cols["gold"], strict=True):
-        entry = grouped.setdefault(q, ([], [], []))
-        entry[0].append(d)
-        entry[1].append(s)
-        entry[2].append(g)
+    """{qid: QueryLabels} from a labels table (columns qid, did, score, gold; prob if any)."""
+    names = ["qid", "did", "score", "gold"] + (["prob"] if "prob" in table.column_names else [])
+    cols = table.select(names).to_pydict()
+    probs = cols.get("prob") or [float("nan")] * len(cols["qid"])
+    grouped: dict[str, tuple[list, list, list, list]] = {}
+    rows = zip(cols["qid"], cols["did"], cols["score"], cols["gold"], probs, strict=True)
+    for q, d, s, g, p in rows:
+        entry = grouped.setdefault(q, ([], [], [], []))
+        for column, value in zip(entry, (d, s, g, p), strict=True):
+            column.append(value)
     return {
-        q: QueryLabels(d, np.asarray(s, dtype=np.float32), np.asarray(g))
-        for q, (d, s, g) in grouped.items()
+        q: QueryLabels(
+            d,
+            np.asarray(s, dtype=np.float32),
+            np.asarray(g),
+            np.asarray(p, dtype=np.float32) if "prob" in cols else None,
+        )
+        for q, (d, s, g, p) in grouped.items()
     }
+
+
+def confident(
+    labels: dict[str, QueryLabels], threshold: float
+) -> tuple[dict[str, QueryLabels], int]:
+    """Drop the teacher-labelled queries (no gold positive) whose top candidate's calibrated
+    probability is below ``threshold``: their positive is likely wrong. On SciFact, 609 train
+    queries with their qrels hidden and a teacher taught on 200 others, the top candidate was
+    right for 25% of the queries under probability 0.1 and for 60-85% above it (README).
+    Returns (kept labels, number dropped); labels without probabilities are all kept."""
+    if threshold <= 0:
+        return labels, 0
+    kept = {}
+    for qid, lab in labels.items():
+        gold = (np.asarray(lab.gold) > 0).any()
+        top = int(np.argmax(lab.scores))
+        if gold or lab.prob is None or lab.prob[top] >= threshold:
+            kept[qid] = lab
+    return kept, len(labels) - len(kept)
 
 
 def auto_temperature(

@@ -32,6 +32,7 @@ from students.examples import (
     TEMPERATURE_BOUNDS,
     QueryLabels,
     auto_temperature,
+    confident,
     group_labels,
     query_counts,
 )
@@ -100,6 +101,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             "examples": t.examples,
             "steps": step,
             "final_loss": losses[-1] if losses else None,
+            "loss_per_step": {"first_step": position[0] + 1, "loss": [round(x, 5) for x in losses]},
             "teacher_temperature": temperature,
             "examples_epoch_0": counts,
             "queries": query_counts(labels),
@@ -146,6 +148,13 @@ def _load(config: StudentConfig, dataset, queries, qrels, labels_dir: Path, echo
         config.seed,
     )
     labels = {q: lab for q, lab in labels.items() if q not in held}
+    labels, dropped = confident(labels, config.min_confidence)
+    if dropped:
+        echo(
+            f"dropped {dropped} teacher-labelled queries whose top candidate's probability is "
+            f"under {config.min_confidence:g} (--min-confidence)",
+            err=True,
+        )
     return labels_all, labels, held
 
 

@@ -50,8 +50,9 @@ evaluate:
 def test_pipeline_runs_then_skips_then_reruns_what_changed(
     scifact_slice, tiny_models, tmp_path, capsys
 ):
-    """Prevents a pipeline that redoes finished work, and one that keeps stale results after
-    a config change (only the changed stage and what reads it may re-run)."""
+    """Prevents a pipeline that redoes finished work, one that keeps stale results after a
+    config change (only the changed stage and what reads it may re-run), a table printed
+    twice, and a report that does not say how its models were made."""
     run = tmp_path / "run"
     config = _config(tmp_path / "p.yaml", run, scifact_slice, tiny_models)
     code, out, err = run_cli(["pipeline", config], capsys)
@@ -63,6 +64,7 @@ def test_pipeline_runs_then_skips_then_reruns_what_changed(
     assert "| supervised baseline |" in out and out.count("HTML report:") == 1
     report = json.loads((run / "report" / "report.json").read_text())
     assert set(report["systems"]) == {"bm25", "base", "student", "supervised", "teacher", "cascade"}
+    _check_training_story(run, report)
 
     code, out, err = run_cli(["pipeline", config], capsys)
     assert code == 0, err
@@ -101,6 +103,10 @@ def test_pipeline_runs_then_skips_then_reruns_what_changed(
         "baseline",
         "evaluate",
     }
+
+    code, out, err = run_cli(["pipeline", config, "--from", "evaluate"], capsys)
+    assert code == 0, err  # evaluated twice: the card's test figures are replaced
+    _check_training_story(run, json.loads((run / "report" / "report.json").read_text()))
 
 
 @pytest.mark.parametrize(
@@ -145,3 +151,43 @@ def test_a_changed_queries_file_makes_mine_stale(scifact_slice, tiny_models, tmp
     after = {s: key(s) for s in ("teach", "mine", "label")}
     assert after["teach"] == before["teach"]  # teach reads the qrels split, not the file
     assert after["mine"] != before["mine"] and after["label"] != before["label"]
+
+
+def _check_training_story(run, report):
+    """The report says how the models were made: each stage's time and config (from its
+    manifest), the teacher's validation NDCG@10 per evaluation (eval_steps 4), the student's
+    loss at each of its steps; the HTML draws both curves as images a decoder can read. The
+    student's model card carries its test figures once."""
+    import base64
+    import io
+    import re
+
+    import matplotlib.image as mpimg
+
+    story = report["training"]
+    manifests = {
+        s: json.loads((run / folder / "manifest.json").read_text())
+        for s, folder in (("teach", "teacher"), ("mine", "mine"), ("label", "labels"),
+                          ("train-student", "student"))
+    }  # fmt: skip
+    assert [s["stage"] for s in story["stages"]] == list(manifests)
+    for entry in story["stages"]:
+        manifest = manifests[entry["stage"]]
+        assert entry["seconds"] == manifest["timings"]["seconds"]
+        assert entry["config"] == manifest["config"]
+    history = manifests["teach"]["figures"]["members"]["teacher"]["history"]
+    assert story["teacher_history"]["teacher"] == [[h["steps"], h["ndcg@10"]] for h in history]
+    steps = manifests["train-student"]["figures"]["steps"]
+    assert len(story["student_loss"]["loss"]) == steps and story["student_loss"]["first_step"] == 1
+    page = (run / "report" / "report.html").read_text()
+    for caption in ("Teacher: validation NDCG@10 per step", "Student: training loss per step"):
+        b64 = re.search(
+            rf'<img alt="{re.escape(caption)}" src="data:image/png;base64,([^"]+)"', page
+        )
+        assert b64, caption
+        assert mpimg.imread(io.BytesIO(base64.b64decode(b64.group(1))), format="png").shape[0] > 100
+    assert "How the models were made" in page and "evaluate config" in page
+    card = (run / "student" / "README.md").read_text()
+    ndcg = report["metrics"]["student"]["ndcg@10"]
+    assert card.count("## Test figures (distill evaluate)") == 1  # replaced, not appended again
+    assert f"| distilled student | {ndcg:.4f} |" in card and "## distill student" in card

@@ -393,3 +393,29 @@ def test_auto_temperature_puts_teacher_in_student_units(scifact_slice, labels_di
     ex1, ex10 = build_examples(norm1, cfg, 0), build_examples(norm10, cfg, 0)
     assert [e[1] for e in ex1] == [e[1] for e in ex10]
     np.testing.assert_allclose([e[2] for e in ex1], [e[2] for e in ex10], rtol=1e-4)
+
+
+def test_unconfident_teacher_labelled_queries_are_dropped():
+    """Prevents training on a teacher-labelled query whose positive the teacher itself gives
+    little chance (its top candidate's calibrated probability under --min-confidence), and
+    dropping a query that has gold positives or no probabilities."""
+    from students.examples import QueryLabels, confident
+
+    def lab(scores, probs, gold):
+        return QueryLabels(
+            ["a", "b", "c"], np.array(scores, np.float32), np.array(gold),
+            None if probs is None else np.array(probs, np.float32),
+        )  # fmt: skip
+
+    labels = {
+        "gold-low": lab([3.0, 1.0, 0.0], [0.02, 0.01, 0.0], [-1, 1, -1]),  # gold: kept
+        "unsure": lab([0.1, 0.3, 0.2], [0.06, 0.08, 0.07], [-1, -1, -1]),  # top b at 0.08
+        "sure": lab([2.0, 0.1, 0.2], [0.3, 0.01, 0.02], [-1, -1, -1]),  # top a at 0.3
+        "no-prob": lab([1.0, 2.0, 0.0], None, [-1, -1, -1]),
+    }
+    kept, dropped = confident(labels, 0.1)
+    assert sorted(kept) == ["gold-low", "no-prob", "sure"] and dropped == 1
+    kept, dropped = confident(labels, 0.0)
+    assert kept == labels and dropped == 0
+    kept, dropped = confident(labels, 0.31)  # "sure" is 0.3 < 0.31 now
+    assert sorted(kept) == ["gold-low", "no-prob"] and dropped == 2
