@@ -31,7 +31,15 @@ from distill.querysets import load_query_set
 from distill.rerank import judge_qrels, rerank
 from distill.serving import serving_table
 from teachers.precision import apply_precision
-from teachers.scoring import check_teacher, describe_members, load_teacher
+from teachers.scoring import (
+    check_teacher,
+    describe_members,
+    load_teacher,
+    pooling_of,
+    window_line,
+    window_stats,
+)
+from teachers.windows import Windows
 
 SYSTEMS = ("bm25", "base", "student", "supervised", "teacher", "cascade")
 
@@ -73,6 +81,12 @@ class EvaluateConfig:
     max_length: int | None = field(
         default=None,
         metadata={"help": "teacher max_length [default: the model's]", "range": "[1, inf)"},
+    )
+    windows: Literal["teacher", "first", "max", "softmax"] = field(
+        default="teacher",
+        metadata={
+            "help": "documents longer than the teacher's max_length: as the teacher folder says, first (truncate), or windows pooled by max / softmax"
+        },
     )
     batch_size: int = field(
         default=32, metadata={"help": "batch size for encoding and scoring", "range": "[1, inf)"}
@@ -226,7 +240,8 @@ def _rerank_systems(
     echo,
 ):
     """Rerank: the teacher (and cascade) rerank their candidates; adds to runs and systems."""
-    teacher = load_teacher(config.teacher, max_length=config.max_length)
+    windows = None if config.windows == "teacher" else Windows(config.windows)
+    teacher = load_teacher(config.teacher, max_length=config.max_length, windows=windows)
     first = (
         retrieval.rrf([runs["bm25"], runs["base"]], depth=config.k)
         if config.first_stage == "hybrid"
@@ -252,6 +267,9 @@ def _rerank_systems(
         runs["cascade"] = rerank(
             teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size
         )
+    line = window_line(window_stats(teacher), pooling_of(teacher))
+    if line:
+        echo(line, err=True)
     return teacher
 
 
@@ -336,6 +354,7 @@ def _report(
     from distill import report
 
     serving = cost.pop("serving", [])  # its own table: rows of (encoder, embeddings)
+    windows = cost.pop("teacher_windows", None)
     result = {
         "dataset": config.data,
         "split": config.split,
@@ -350,6 +369,7 @@ def _report(
         "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
         "serving": serving,
+        "teacher_windows": windows,
         "training": report.training_story(
             resolve_model(config.teacher) if config.teacher else None, config.student
         ),
@@ -383,9 +403,10 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
     corpus = dataset.corpus
     queries, real_qrels, systems = _plan(config, dataset)
     runs, bi = _retrieve(config, corpus, queries, systems, echo)
-    teacher = None
+    teacher, windows = None, None
     if "teacher" in systems or "cascade" in systems:
         teacher = _rerank_systems(config, corpus, queries, systems, runs, echo)
+        windows = window_stats(teacher) | {"pooling": pooling_of(teacher)}  # before timing
     shown = {s: runs[s] for s in systems}
     found = _compare(config, queries, corpus, shown, real_qrels)
     cost = (
@@ -406,4 +427,6 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             cache_dir=config.cache_dir or str(data.cache_dir() / "embeddings"),
             echo=echo,
         )
+    if windows is not None:  # how long documents were read: a report figure, not a cost
+        cost["teacher_windows"] = windows
     return _report(config, dataset, queries, systems, found, cost, started, echo)

@@ -53,6 +53,7 @@ from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
 from teachers.precision import apply_precision, spearman
+from teachers.scoring import window_line, window_stats
 
 
 @dataclass
@@ -88,6 +89,12 @@ class LabelConfig:
     max_length: int | None = field(
         default=None,
         metadata={"help": "teacher max_length [default: the teacher's]", "range": "[1, inf)"},
+    )
+    windows: Literal["teacher", "first", "max", "softmax"] = field(
+        default="teacher",
+        metadata={
+            "help": "documents longer than the teacher's max_length: as the teacher folder says (windows.json; else truncated), first (truncate), or windows pooled by max / softmax"
+        },
     )
     precision: Literal["exact", "torch", "int8", "onnx", "onnx-int8", "bf16"] = field(
         default="exact",
@@ -142,6 +149,8 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
         k: getattr(config, k)
         for k in ("include_positives", "shard_size", "max_length", "precision")
     }
+    if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
+        settings["windows"] = config.windows
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -226,10 +235,12 @@ def _plan_shards(config: LabelConfig, state, out: Path, key: str, n_pairs: int, 
 
 def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, echo):
     """Load the teacher at --precision (checking fidelity on the main process); its figures."""
-    from teachers.scoring import load_teacher
+    from teachers.scoring import load_teacher, pooling_of
+    from teachers.windows import Windows
 
     queries, corpus, pairs = inputs.queries, inputs.corpus, inputs.pairs
-    teacher = load_teacher(config.teacher, max_length=config.max_length)
+    windows = None if config.windows == "teacher" else Windows(config.windows)
+    teacher = load_teacher(config.teacher, max_length=config.max_length, windows=windows)
     # the pairs exact mode checks onnxruntime on, and times it against torch with
     check = [(queries[q], corpus[d].full_text) for q, d in pairs[:64]] if plan.owned_shards else []
     backends = apply_precision(teacher, config.precision, check, echo)
@@ -241,13 +252,14 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, e
         "backends": backends,
         "score_kind": teacher.score_kind,  # what `score` is: a logit, fused calibrated logits, ...
         "job_key": plan.key,
+        "windows_pooling": pooling_of(teacher),
     }
     if (
         config.precision not in ("exact", "torch")
         and state.is_main_process
         and config.fidelity_sample > 0
     ):
-        exact = load_teacher(config.teacher, max_length=config.max_length)
+        exact = load_teacher(config.teacher, max_length=config.max_length, windows=windows)
         sample = [(queries[q], corpus[d].full_text) for q, d in pairs[: config.fidelity_sample]]
         rho = spearman(
             exact.score(sample, config.batch_size), teacher.score(sample, config.batch_size)
@@ -276,6 +288,7 @@ def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Pl
     for index in plan.owned_shards:
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         file = f"shard-{index:05d}.parquet"
+        before = window_stats(teacher)
         label_shard(
             teacher,
             names,
@@ -290,6 +303,7 @@ def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Pl
             "file": file,
             "rows": len(chunk),
             "sha256": artifacts.fingerprint(out / file),
+            "windows": {k: v - before[k] for k, v in window_stats(teacher).items()},
         }
         if state.num_processes == 1:
             artifacts.write_json(out / PROGRESS, progress)
@@ -314,6 +328,12 @@ def _finish(
         figures["validation"] = teacher_vs_first_stage(
             read_labels(out), inputs.ranked, inputs.qrels, config.allow_worse, echo
         )
+    windows = {"pooling": figures.pop("windows_pooling", "first")}
+    for key in ("pairs", "long_pairs", "windows"):  # shards of earlier runs may not say
+        windows[key] = sum((s.get("windows") or {}).get(key, 0) for s in shards)
+    figures["windows"] = windows
+    if windows["pairs"]:
+        echo(window_line(windows, windows["pooling"]), err=True)
     figures["checksums"] = {s["file"]: s["sha256"] for s in shards}
     figures["seconds_this_run"] = round(time.time() - started, 1)
     sources = {"candidates": Path(config.candidates), "corpus": dataset.corpus_path}

@@ -102,6 +102,18 @@ def markdown(result: dict[str, Any]) -> str:
         notes.append(
             f"Per query the student is {speed}x faster than the teacher reranking {result['cost']['teacher']['rerank_k']} candidates."
         )
+    windows = result.get("teacher_windows") or {}
+    if windows.get("pairs"):
+        notes.append(
+            f"Teacher: {windows['long_pairs']:,} of {windows['pairs']:,} reranked pairs were longer "
+            f"than its max_length ({windows['pooling']}: "
+            + (
+                "truncated"
+                if windows["pooling"] == "first"
+                else f"{windows['windows']:,} windows scored"
+            )
+            + ")."
+        )
     if result.get("judge"):
         j = result["judge"]
         notes.append(

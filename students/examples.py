@@ -66,7 +66,8 @@ def confident(
     """Drop the teacher-labelled queries (no gold positive) whose top candidate's calibrated
     probability is below ``threshold``: their positive is likely wrong. On SciFact, 609 train
     queries with their qrels hidden and a teacher taught on 200 others, the top candidate was
-    right for 25% of the queries under probability 0.1 and for 60-85% above it (README).
+    right for 38% of the 177 queries under probability 0.1, 56-59% between 0.1 and 0.4 and
+    73-84% above (README, "Few labels").
     Returns (kept labels, number dropped); labels without probabilities are all kept."""
     if threshold <= 0:
         return labels, 0

@@ -23,6 +23,8 @@ import numpy as np
 from teachers.base import Pair, SingleTeacher
 from teachers.calibration import Calibration
 from teachers.members import BI_FILE, BM25_FILE, BiEncoderScorer, BM25Scorer
+from teachers.windows import Windows, score_windowed
+from teachers.windows import load as load_windows
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -33,11 +35,20 @@ class CrossEncoderTeacher(SingleTeacher):
     score_kind = "logit"
 
     def __init__(
-        self, model, calibration: Calibration | None = None, path: str | None = None
+        self,
+        model,
+        calibration: Calibration | None = None,
+        path: str | None = None,
+        windows: Windows | None = None,
     ) -> None:
         self.model = model
         self.calibration = calibration or Calibration()
         self.path = path
+        self.windows = windows or Windows()
+        # kept here: a faster backend (teachers.precision) may replace ``model`` later
+        self.tokenizer = getattr(model, "tokenizer", None)
+        self.max_length = getattr(model, "max_length", None)
+        self.window_stats: dict[str, int] = {}  # pairs, long_pairs, windows scored
 
     def score(
         self, pairs: Sequence[Pair], batch_size: int = 32, show_progress_bar: bool | None = None
@@ -48,13 +59,21 @@ class CrossEncoderTeacher(SingleTeacher):
             return np.zeros(0, dtype=np.float32)
         if show_progress_bar is None:  # a bar on a terminal; in a log, one unreadable line
             show_progress_bar = len(pairs) > 2000 and sys.stderr.isatty()
-        out = self.model.predict(
-            list(pairs),
-            batch_size=batch_size,
-            activation_fn=torch.nn.Identity(),
-            show_progress_bar=show_progress_bar,
+
+        def predict(batch) -> np.ndarray:
+            out = self.model.predict(
+                list(batch),
+                batch_size=batch_size,
+                activation_fn=torch.nn.Identity(),
+                show_progress_bar=show_progress_bar,
+            )
+            return np.asarray(out, dtype=np.float32)
+
+        if self.tokenizer is None or not self.max_length:
+            return predict(pairs)
+        return score_windowed(
+            predict, self.tokenizer, pairs, self.max_length, self.windows, self.window_stats
         )
-        return np.asarray(out, dtype=np.float32)
 
 
 @dataclass
@@ -121,8 +140,16 @@ def save_ensemble(
     return write_json(Path(folder) / ENSEMBLE_FILE, data)
 
 
-def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code: bool = False):
-    """A single CrossEncoder teacher or an ensemble, from a folder (or a hub id)."""
+def load_teacher(
+    name: str,
+    *,
+    max_length: int | None = None,
+    trust_remote_code: bool = False,
+    windows: Windows | None = None,
+):
+    """A single CrossEncoder teacher or an ensemble, from a folder (or a hub id). Long
+    documents are scored as the folder's ``windows.json`` says (teachers.windows), unless
+    ``windows`` overrides it."""
     from distill.models import load_cross_encoder, resolve_model
 
     path = Path(resolve_model(name))
@@ -135,6 +162,7 @@ def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code:
                     str(path / m["path"]),
                     max_length=max_length,
                     trust_remote_code=trust_remote_code,
+                    windows=windows,
                 ),
                 float(m["weight"]),
             )
@@ -147,7 +175,12 @@ def load_teacher(name: str, *, max_length: int | None = None, trust_remote_code:
         return BiEncoderScorer.load(path)
     kwargs = {"max_length": max_length} if max_length else {}
     model = load_cross_encoder(name, trust_remote_code=trust_remote_code, **kwargs)
-    return CrossEncoderTeacher(model, Calibration.load(path) if path.exists() else None, str(path))
+    return CrossEncoderTeacher(
+        model,
+        Calibration.load(path) if path.exists() else None,
+        str(path),
+        windows or (load_windows(path) if path.is_dir() else None),
+    )
 
 
 def read_ensemble(folder: str | Path) -> dict:
@@ -253,3 +286,38 @@ def describe_members(folder: str | Path) -> dict[str, str]:
         return {}
     spec = json.loads((path / ENSEMBLE_FILE).read_text(encoding="utf-8"))
     return {m["name"]: describe(path / m["path"]) for m in spec.get("members", [])}
+
+
+def window_stats(teacher) -> dict[str, int]:
+    """Pairs scored, pairs longer than the cross-encoder's max_length, and windows scored,
+    summed over the teacher's cross-encoders (an ensemble's members; BM25 and bi-encoder
+    members read whole documents and add nothing)."""
+    parts = [m.teacher for m in teacher.members] if teacher.members else [teacher]
+    total = {"pairs": 0, "long_pairs": 0, "windows": 0}
+    for part in parts:
+        for key, value in getattr(part, "window_stats", {}).items():
+            total[key] += value
+    return total
+
+
+def window_line(stats: dict[str, int], pooling: str) -> str:
+    """One line: how many pairs were too long for the teacher, and what was done with them."""
+    if not stats.get("pairs"):
+        return ""
+    share = stats["long_pairs"] / stats["pairs"]
+    how = (
+        "truncated (windows: first)"
+        if pooling == "first"
+        else f"read as {stats['windows'] - stats['pairs'] + stats['long_pairs']:,} windows "
+        f"({pooling} pooling)"
+    )
+    return (
+        f"long documents: {stats['long_pairs']:,} of {stats['pairs']:,} pairs ({share:.1%}) "
+        f"are longer than the teacher's max_length, {how}; {stats['windows']:,} pairs scored"
+    )
+
+
+def pooling_of(teacher) -> str:
+    parts = [m.teacher for m in teacher.members] if teacher.members else [teacher]
+    found = {p.windows.pooling for p in parts if hasattr(p, "windows")}
+    return found.pop() if len(found) == 1 else ("/".join(sorted(found)) or "first")

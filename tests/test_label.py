@@ -76,7 +76,8 @@ def _direct(teacher, data, rows):
 
 def test_scores_equal_direct_predict(scifact_slice, mined, tiny_models, tmp_path, capsys):
     """Prevents stored labels that differ from what the teacher says (wrong pair, order or
-    activation), and gold positives missing from the labels."""
+    activation), gold positives missing from the labels, and a manifest silent about how many
+    pairs the teacher truncated."""
     code, _out, err = _label(
         capsys,
         scifact_slice,
@@ -105,6 +106,20 @@ def test_scores_equal_direct_predict(scifact_slice, mined, tiny_models, tmp_path
     assert chosen["backend"] in ("onnxruntime fp32", "torch")
     assert chosen["max_abs_diff"] <= 1e-4
     assert set(chosen["pairs_per_s"]) == {"onnxruntime", "torch"}
+    # how many pairs the teacher had to truncate, counted here with its own tokenizer
+    model = CrossEncoder(tiny_models["bert-cross"])
+    ds = BeirDataset(scifact_slice)
+    long_pairs = sum(
+        len(model.tokenizer(ds.queries[r["qid"]], ds.corpus[r["did"]].full_text)["input_ids"])
+        > model.max_length
+        for r in rows
+    )
+    assert manifest["figures"]["windows"] == {
+        "pooling": "first",
+        "pairs": len(rows),
+        "long_pairs": long_pairs,
+        "windows": len(rows),
+    }
 
 
 def _slowed(cls, seconds: float):

@@ -1,0 +1,114 @@
+"""Long documents read whole: a (query, document) pair longer than the teacher's ``max_length``
+is scored as overlapping windows of the document, each paired with the query, and the window
+scores are pooled into one score.
+
+* ``first``: today's behaviour, the document truncated (one window; nothing extra is scored);
+* ``max``: the best window's score (the relevant passage may sit anywhere);
+* ``softmax``: the windows' scores weighted by their softmax (between max and mean).
+
+Only pairs that do not fit get extra windows. A window holds as many document tokens as fit
+beside the query and the special tokens; the next one starts ``stride`` tokens later (default:
+half a window, so each passage is read whole by some window). Windows are cut at the
+tokenizer's character offsets, so each window is the document's own text.
+
+The setting lives in the teacher folder (``windows.json`` beside a cross-encoder's weights,
+written by :func:`save`), so label, evaluate and audit score the way the teacher was set up;
+``load_teacher(..., windows=...)`` overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+FILE = "windows.json"
+Pooling = Literal["first", "max", "softmax"]
+
+
+@dataclass(frozen=True)
+class Windows:
+    pooling: Pooling = "first"
+    stride: int | None = None  # tokens between window starts; None = half a window
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("first", "max", "softmax"):
+            raise ValueError(f"windows pooling must be first, max or softmax, not {self.pooling!r}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError("windows stride must be at least 1 token")
+
+
+def save(folder: str | Path, windows: Windows) -> None:
+    from distill.artifacts import write_json
+
+    write_json(Path(folder) / FILE, asdict(windows))
+
+
+def load(folder: str | Path) -> Windows:
+    path = Path(folder) / FILE
+    if not path.is_file():
+        return Windows()
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return Windows(raw.get("pooling", "first"), raw.get("stride"))
+
+
+def cut(tokenizer, query: str, document: str, max_length: int, stride: int | None) -> list[str]:
+    """The document's windows (its own text) that fit beside ``query`` in ``max_length``
+    tokens; one window, the whole document, when it fits (or when not even one document
+    token fits beside the query: the model truncates that pair as it would anyway)."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    room = max_length - special - len(tokenizer(query, add_special_tokens=False)["input_ids"])
+    offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    if room < 1 or len(offsets) <= room:
+        return [document]
+    step = stride or max(1, room // 2)
+    out = []
+    for start in range(0, len(offsets), step):
+        end = min(start + room, len(offsets))
+        out.append(document[offsets[start][0] : offsets[end - 1][1]])
+        if end == len(offsets):
+            break
+    return out
+
+
+def pool(scores: np.ndarray, pooling: Pooling) -> float:
+    if pooling == "first" or len(scores) == 1:
+        return float(scores[0])
+    if pooling == "max":
+        return float(scores.max())
+    weights = np.exp(scores - scores.max())
+    return float((weights * scores).sum() / weights.sum())
+
+
+def score_windowed(
+    score: Callable[[list[tuple[str, str]]], np.ndarray],
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_length: int,
+    windows: Windows,
+    stats: dict[str, int],
+) -> np.ndarray:
+    """Scores of ``pairs`` with long documents read as windows; ``stats`` accumulates
+    ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored)."""
+    flat: list[tuple[str, str]] = []
+    counts: list[int] = []
+    long_pairs = 0
+    for query, document in pairs:
+        parts = cut(tokenizer, query, document, max_length, windows.stride)
+        long_pairs += len(parts) > 1
+        if windows.pooling == "first":
+            parts = [document]  # truncated by the model, as without windows
+        flat += [(query, p) for p in parts]
+        counts.append(len(parts))
+    raw = np.asarray(score(flat), dtype=np.float32)
+    stats["pairs"] = stats.get("pairs", 0) + len(pairs)
+    stats["long_pairs"] = stats.get("long_pairs", 0) + long_pairs
+    stats["windows"] = stats.get("windows", 0) + len(flat)
+    groups = np.split(raw, np.cumsum(counts)[:-1]) if counts else []
+    return np.array([pool(g, windows.pooling) for g in groups], dtype=np.float32)

@@ -1,0 +1,78 @@
+"""Long documents read whole (teachers.windows): windows that fit, cover the document, and
+find a relevant passage that truncation cuts off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from teachers.scoring import CrossEncoderTeacher
+from teachers.windows import Windows, cut, pool
+
+FILLER = " ".join(f"Sample {i} of the cells was cultured for {i + 2} days." for i in range(60))
+PLANTED = FILLER + "Zebrafish fin regeneration requires osteoblast dedifferentiation."
+
+
+class KeywordCrossEncoder:
+    """A cross-encoder stand-in that reads what the real one would read: the pair tokenized
+    and truncated to ``max_length`` by the bundled tokenizer; it scores 1 when the key word
+    (not in the query) survives truncation, else 0."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.seen = 0
+
+    def predict(self, pairs, **_):
+        self.seen += len(pairs)
+        out = []
+        for query, document in pairs:
+            ids = self.tokenizer(
+                query, document, truncation="only_second", max_length=self.max_length
+            )["input_ids"]
+            assert len(ids) <= self.max_length
+            out.append(float("zebrafish" in self.tokenizer.decode(ids).lower()))
+        return np.array(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("pooling", ["first", "max", "softmax"])
+def test_planted_passage_past_the_first_window(bundled_tokenizer, pooling):
+    """Prevents silent truncation: a document whose relevant passage sits past the first
+    window is ranked first with windows, and not with truncation ("first")."""
+    query = "fin regeneration in fish"
+    docs = [FILLER, PLANTED, "a short unrelated note"]
+    model = KeywordCrossEncoder(bundled_tokenizer, max_length=64)
+    teacher = CrossEncoderTeacher(model, windows=Windows(pooling))
+    scores = teacher.score([(query, d) for d in docs])
+    ranked_first = int(np.argmax(scores)) == 1 and scores[1] > scores[0]
+    assert ranked_first == (pooling != "first")
+    # two of the three documents are longer than 64 tokens; only they get extra windows
+    assert teacher.window_stats["pairs"] == 3 and teacher.window_stats["long_pairs"] == 2
+    if pooling == "first":
+        assert teacher.window_stats["windows"] == 3 and model.seen == 3
+    else:
+        assert teacher.window_stats["windows"] > 3 and model.seen == teacher.window_stats["windows"]
+
+
+def test_windows_fit_and_cover_the_document(bundled_tokenizer):
+    """Prevents windows that overflow max_length (truncated again) or skip text between them."""
+    query = "osteoblast dedifferentiation"
+    parts = cut(bundled_tokenizer, query, PLANTED, 64, None)
+    assert len(parts) > 2
+    for part in parts:
+        n = len(bundled_tokenizer(query, part)["input_ids"])
+        assert n <= 64
+        assert part in PLANTED
+    starts = [PLANTED.index(p) for p in parts]
+    ends = [s + len(p) for s, p in zip(starts, parts, strict=True)]
+    assert starts[0] == 0 and ends[-1] == len(PLANTED)
+    assert all(s <= e for s, e in zip(starts[1:], ends[:-1], strict=True))  # they overlap
+    assert cut(bundled_tokenizer, query, "a short document", 64, None) == ["a short document"]
+
+
+def test_pooling_by_hand():
+    """Prevents a pooling that is not the one named: max, the softmax-weighted mean, first."""
+    s = np.array([1.0, 3.0, 2.0], dtype=np.float32)
+    w = np.exp(s - 3.0)
+    assert pool(s, "max") == 3.0 and pool(s, "first") == 1.0
+    assert pool(s, "softmax") == pytest.approx(float((w * s).sum() / w.sum()))
+    assert pool(s, "softmax") == pytest.approx(2.575, abs=1e-3)  # (e^-2 + 3 + 2 e^-1) / ...
