@@ -56,17 +56,8 @@ def load(folder: str | Path) -> Windows:
     return Windows(raw.get("pooling", "first"), raw.get("stride"))
 
 
-def cut(tokenizer, query: str, document: str, max_length: int, stride: int | None) -> list[str]:
-    """The document's windows (its own text) that fit beside ``query`` in ``max_length``
-    tokens; one window, the whole document, when it fits (or when not even one document
-    token fits beside the query: the model truncates that pair as it would anyway)."""
-    special = tokenizer.num_special_tokens_to_add(pair=True)
-    room = max_length - special - len(tokenizer(query, add_special_tokens=False)["input_ids"])
-    offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)[
-        "offset_mapping"
-    ]
-    if room < 1 or len(offsets) <= room:
-        return [document]
+def _windows(document: str, offsets, room: int, stride: int | None) -> list[str]:
+    """The document cut into windows of ``room`` tokens, ``stride`` tokens apart."""
     step = stride or max(1, room // 2)
     out = []
     for start in range(0, len(offsets), step):
@@ -75,6 +66,26 @@ def cut(tokenizer, query: str, document: str, max_length: int, stride: int | Non
         if end == len(offsets):
             break
     return out
+
+
+def cut(tokenizer, query: str, document: str, max_length: int, stride: int | None) -> list[str]:
+    """The document's windows (its own text) that fit beside ``query`` in ``max_length``
+    tokens; one window, the whole document, when it fits (or when not even one document
+    token fits beside the query: the model truncates that pair as it would anyway)."""
+    room = _room(tokenizer, [query], max_length)[query]
+    offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    if room < 1 or len(offsets) <= room:
+        return [document]
+    return _windows(document, offsets, room, stride)
+
+
+def _room(tokenizer, queries: Sequence[str], max_length: int) -> dict[str, int]:
+    """Document tokens that fit beside each query (one batched tokenizer call)."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    ids = tokenizer(list(queries), add_special_tokens=False)["input_ids"]
+    return {q: max_length - special - len(x) for q, x in zip(queries, ids, strict=True)}
 
 
 def pool(scores: np.ndarray, pooling: Pooling) -> float:
@@ -96,14 +107,24 @@ def score_windowed(
 ) -> np.ndarray:
     """Scores of ``pairs`` with long documents read as windows; ``stats`` accumulates
     ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored)."""
+    queries = list(dict.fromkeys(q for q, _ in pairs))
+    documents = list(dict.fromkeys(d for _, d in pairs))
+    room = _room(tokenizer, queries, max_length)
+    windowed = windows.pooling != "first"  # offsets only when windows are cut
+    encoded = tokenizer(documents, add_special_tokens=False, return_offsets_mapping=windowed)
+    index = {d: i for i, d in enumerate(documents)}
     flat: list[tuple[str, str]] = []
     counts: list[int] = []
     long_pairs = 0
     for query, document in pairs:
-        parts = cut(tokenizer, query, document, max_length, windows.stride)
-        long_pairs += len(parts) > 1
-        if windows.pooling == "first":
-            parts = [document]  # truncated by the model, as without windows
+        i = index[document]
+        long = 0 < room[query] < len(encoded["input_ids"][i])
+        long_pairs += long
+        parts = (
+            _windows(document, encoded["offset_mapping"][i], room[query], windows.stride)
+            if long and windowed
+            else [document]  # fits, or truncated by the model as without windows
+        )
         flat += [(query, p) for p in parts]
         counts.append(len(parts))
     raw = np.asarray(score(flat), dtype=np.float32)
