@@ -104,9 +104,11 @@ def score_windowed(
     max_length: int,
     windows: Windows,
     stats: dict[str, int],
+    groups_out: list | None = None,
 ) -> np.ndarray:
     """Scores of ``pairs`` with long documents read as windows; ``stats`` accumulates
-    ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored)."""
+    ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored);
+    ``groups_out`` (if given) receives each pair's window scores."""
     queries = list(dict.fromkeys(q for q, _ in pairs))
     documents = list(dict.fromkeys(d for _, d in pairs))
     room = _room(tokenizer, queries, max_length)
@@ -132,4 +134,6 @@ def score_windowed(
     stats["long_pairs"] = stats.get("long_pairs", 0) + long_pairs
     stats["windows"] = stats.get("windows", 0) + len(flat)
     groups = np.split(raw, np.cumsum(counts)[:-1]) if counts else []
+    if groups_out is not None:  # each pair's window scores, for pooling them other ways
+        groups_out.extend(groups)
     return np.array([pool(g, windows.pooling) for g in groups], dtype=np.float32)
