@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 VERBOSE_ENV = "DISTILL_VERBOSE"
 
@@ -51,3 +52,16 @@ def trainer_printer_off(trainer) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+
+
+@contextmanager
+def quiet_root_logger():
+    """onnxruntime's quantizer logs a pre-processing hint on the root logger at WARNING (the
+    user cannot act on it: the export is compared with torch in the serving table)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

@@ -111,7 +111,7 @@ def run(config: MineConfig, echo=click.echo) -> Path:
     )
     recall = f"; recall@{config.k} {figures[f'recall@{config.k}']:.3f}" if qrels is not None else ""
     echo(
-        f"mined {rows:,} candidates for {len(queries):,} queries ({config.method}, k={config.k}){recall} in {time.time() - started:.1f}s"
+        f"mined {rows:,} candidates for {len(queries):,} queries ({config.method}, k={config.k})"
+        f"{recall} in {time.time() - started:.1f}s; wrote {out / 'candidates.parquet'}"
     )
-    echo(f"wrote {out / 'candidates.parquet'}")
     return out

@@ -3,9 +3,9 @@
 Under ``nohup``, in CI or with output sent to a file, a tqdm bar either prints nothing or
 floods the file with carriage returns. :func:`progress` returns a tqdm bar when stderr is a
 terminal and a :class:`LogProgress` otherwise, which prints a line once ``every`` seconds
-(``DISTILL_PROGRESS_SECONDS``, 30 by default) have passed and a tenth of the work is done since
-the last line, at least every ``10 x every`` seconds, and one at the end (so a stage writes
-about ten lines, and a long one still shows it is alive)::
+(``DISTILL_PROGRESS_SECONDS``, 30 by default) have passed and a fifth of the work is done since
+the last line, at least every ``10 x every`` seconds, and one at the end (so a short stage
+writes about five lines, and a long one still shows it is alive)::
 
     labelling: 1,200/5,000 pairs (24%), 2m10s elapsed, ETA 6m52s
 """
@@ -62,7 +62,7 @@ class LogProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         waited = time.time() - self.last
-        advanced = self.n - max(self.printed, self.start_n) >= self.total / 10
+        advanced = self.n - max(self.printed, self.start_n) >= self.total / 5
         if waited >= self.every and (advanced or waited >= 10 * self.every):
             self.last = time.time()
             self.printed = self.n

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distill import console
+
 FP32_FILE = "student.onnx"
 INT8_FILE = "student-int8.onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -73,7 +75,7 @@ def export_onnx(model, folder: str | Path, *, int8: bool) -> Path:
     if not path.is_file():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, console.quiet_root_logger():
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     return path
 
@@ -200,9 +202,9 @@ def serving_table(
     rows = []
     plan = [(e, "fp32") for e in encoders] + [("torch fp32", "int8"), ("torch fp32", "binary")]
     sample = list(queries.values())[:timed]
+    echo(f"serving: the student measured {len(plan)} ways (ONNX export, int8, binary)", err=True)
     for encoder_name, embeddings in plan:
         encoder, key = encoders[encoder_name]
-        echo(f"serving: {encoder_name} encoder, {embeddings} embeddings", err=True)
         doc_ids, emb = retrieval.encode_corpus(
             encoder, corpus, model_path=key, batch_size=batch_size, cache_dir=cache_dir
         )

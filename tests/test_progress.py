@@ -129,19 +129,25 @@ def test_teach_log_shows_plan_and_progress(scifact_slice, tiny_models, tmp_path)
     assert "{'loss'" not in text and "Loading weights" not in text, text[-3000:]
 
 
-def test_log_progress_writes_about_ten_lines(monkeypatch, capsys):
+def test_log_progress_writes_about_five_lines(monkeypatch, capsys):
     """Prevents a log flooded by progress lines (a line every 30 s of a long stage): with a
-    line due every second, 100 steps of 1 s each give a line per tenth of the work, 10, plus
-    none at close (the last step was printed)."""
+    line due every second, 100 steps of 0.25 s each give a line per fifth of the work, 5, plus
+    none at close (the last step was printed); a stalled stage still prints every 10 s."""
     now = [0.0]
     monkeypatch.setattr("distill.progress.time.time", lambda: now[0])
     monkeypatch.setenv("DISTILL_PROGRESS_SECONDS", "1")
     bar = LogProgress(100, "labelling", "pairs")
     for _ in range(100):
-        now[0] += 1.0
+        now[0] += 0.25
         bar.update(1)
     bar.close()
     lines = capsys.readouterr().err.strip().splitlines()
     assert [int(re.match(r"labelling: (\d+)/", x).group(1)) for x in lines] == list(
-        range(10, 101, 10)
+        range(20, 101, 20)
     )
+    bar = LogProgress(100, "slow", "pairs")  # 1 pair every 4 s: under a fifth for 80 s
+    for _ in range(10):
+        now[0] += 4.0
+        bar.update(1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [int(re.match(r"slow: (\d+)/", x).group(1)) for x in lines] == [3, 6, 9]
