@@ -66,7 +66,7 @@ def card(
         f"{config.negatives} negatives from the teacher's top {config.negative_depth}, "
         f"false-negative margin {config.false_negative_margin}\n"
         f"- {figures['steps']} steps, lr {config.lr}, batch {config.batch_size} x {config.grad_accum}, "
-        f"{config.epochs} epoch(s), documents {config.max_doc_length} tokens, {seconds:.0f}s\n"
+        f"{figures.get('epochs', config.epochs)} epoch(s), documents {config.max_doc_length} tokens, {seconds:.0f}s\n"
         f"- final training loss: {losses[-1] if losses else float('nan'):.4f}\n"
         + (
             f"- validation (full retrieval, {validation.get('queries')} held-out queries): "

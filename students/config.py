@@ -79,7 +79,13 @@ class StudentConfig:
     grad_accum: int = field(
         default=1, metadata={"help": "gradient accumulation steps", "range": "[1, inf)"}
     )
-    epochs: int = field(default=1, metadata={"help": "epochs", "range": "[1, inf)"})
+    epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "epochs [default: 1, or as many as make at least 25 optimizer steps on small data]",
+            "range": "[1, inf)",
+        },
+    )
     warmup: float = field(
         default=0.1, metadata={"help": "share of steps with linear warm-up", "range": "[0, 1)"}
     )

@@ -99,6 +99,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             validation.guard(config.allow_worse, echo)
         figures = {
             "examples": t.examples,
+            "epochs": t.epochs,
             "steps": step,
             "final_loss": losses[-1] if losses else None,
             "loss_per_step": {"first_step": position[0] + 1, "loss": [round(x, 5) for x in losses]},

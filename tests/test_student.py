@@ -260,7 +260,9 @@ def test_student_trains_and_loads(scifact_slice, labels_dir, tiny_models, tmp_pa
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     examples = manifest["figures"]["examples"]
     assert examples >= 30  # most of the 40 gold queries keep 2 negatives below the margin
-    assert manifest["figures"]["steps"] == -(-examples // 4)  # one epoch, batch 4
+    per_epoch = -(-examples // 4)  # batch 4
+    assert manifest["figures"]["epochs"] == -(-25 // per_epoch)  # small data: >= 25 steps
+    assert manifest["figures"]["steps"] == per_epoch * manifest["figures"]["epochs"]
     assert not (tmp_path / ".s-checkpoints").exists()
     _check_card(tmp_path / "s", labels_dir, manifest["figures"])
 
@@ -419,3 +421,21 @@ def test_unconfident_teacher_labelled_queries_are_dropped():
     assert kept == labels and dropped == 0
     kept, dropped = confident(labels, 0.31)  # "sure" is 0.3 < 0.31 now
     assert sorted(kept) == ["gold-low", "no-prob"] and dropped == 2
+
+
+@pytest.mark.parametrize(
+    ("examples", "batch", "procs", "epochs", "expected"),
+    [
+        (199, 16, 1, None, 2),  # the demo sample: 13 steps an epoch, 2 epochs make 26
+        (803, 16, 1, None, 1),  # 51 steps in one epoch
+        (40, 4, 1, None, 3),  # 10 steps an epoch: 3 make 30
+        (40, 4, 2, None, 5),  # 5 steps an epoch on 2 processes: 5 make 25
+        (40, 4, 1, 1, 1),  # --epochs given: kept
+    ],
+)
+def test_epochs_for_small_data(examples, batch, procs, epochs, expected):
+    """Prevents a student on a few hundred queries being trained for a dozen steps (refused on
+    validation) when no --epochs is given, and a given --epochs being overridden."""
+    from students.loop import epochs_for
+
+    assert epochs_for(examples, batch, procs, 1, epochs) == expected
