@@ -40,10 +40,10 @@ test: lint  ## set up, then ruff and the test suite (CI runs this)
 test-slow: install  ## the long real-model tests, not run in CI
 	$(PY) -m pytest -q -m slow
 
-demo: install  ## set up, then the whole pipeline on a small real SciFact sample (< 15 min, 2 CPU cores)
-	test -f runs/quickstart-data/manifest.json || $(DISTILL) data sample $(DEMO_DATA) --output runs/quickstart-data \
+demo: install  ## set up, then the whole pipeline on a small real SciFact sample (about 25 min on 1 CPU thread)
+	@test -f runs/quickstart-data/manifest.json || $(DISTILL) data sample $(DEMO_DATA) --output runs/quickstart-data \
 		--train-queries 200 --test-queries 100 --docs 1200 --neighbours 5
-	$(DISTILL) pipeline configs/quickstart.yaml
+	@$(DISTILL) pipeline configs/quickstart.yaml
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf runs .pytest_cache .ruff_cache
