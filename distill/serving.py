@@ -19,6 +19,7 @@ indexes.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -190,7 +191,9 @@ def serving_table(
     from distill import metrics, retrieval
     from distill.artifacts import fingerprint
 
-    folder = Path(cache_dir) / f"onnx-{fingerprint(model_path)[:20]}"
+    local = Path(model_path).exists()  # a hub id is keyed by its name
+    key = fingerprint(model_path) if local else hashlib.sha256(model_path.encode()).hexdigest()
+    folder = Path(cache_dir) / f"onnx-{key[:20]}"
     encoders = {
         "torch fp32": (model, model_path),
         "ONNX fp32": None,
