@@ -232,14 +232,14 @@ def _report(
     systems: list[str],
     found: Comparison,
     cost: dict,
+    extras: dict,
     started: float,
     echo,
 ) -> Path:
-    """Report: write the result (HTML report and manifest) and print its markdown summary."""
+    """Report: write the result (HTML report and manifest) and print its markdown summary.
+    ``extras``: the student's serving table and how the teacher read long documents."""
     from distill import report
 
-    serving = cost.pop("serving", [])  # its own table: rows of (encoder, embeddings)
-    windows = cost.pop("teacher_windows", None)
     result = {
         "dataset": config.data,
         "split": config.split,
@@ -253,8 +253,7 @@ def _report(
         "student_vs_supervised": found.lead,
         "student_recovers_teacher_gain": found.recovered,
         "cost": cost,
-        "serving": serving,
-        "teacher_windows": windows,
+        **extras,
         "training": report.training_story(
             resolve_model(config.teacher) if config.teacher else None, config.student
         ),
@@ -272,7 +271,7 @@ def _report(
         stage="evaluate",
         config=config,
         inputs={"corpus": dataset.corpus_path},
-        figures={"metrics": found.summary, "cost": cost, "serving": serving},
+        figures={"metrics": found.summary, "cost": cost, "serving": extras["serving"]},
         started=started,
     )
     if report.card_test_figures(config.student, result):
@@ -299,8 +298,9 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         if config.cost
         else {}
     )
+    extras = {"serving": [], "teacher_windows": windows}  # windows: counted before timing
     if config.cost and config.serving and "student" in bi and real_qrels is not None:
-        cost["serving"] = serving_table(
+        extras["serving"] = serving_table(
             bi["student"].model,
             resolve_model(config.student),
             corpus,
@@ -312,6 +312,4 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
             cache_dir=config.cache_dir or str(data.cache_dir() / "embeddings"),
             echo=echo,
         )
-    if windows is not None:  # how long documents were read: a report figure, not a cost
-        cost["teacher_windows"] = windows
-    return _report(config, dataset, queries, systems, found, cost, started, echo)
+    return _report(config, dataset, queries, systems, found, cost, extras, started, echo)

@@ -68,19 +68,6 @@ def _windows(document: str, offsets, room: int, stride: int | None) -> list[str]
     return out
 
 
-def cut(tokenizer, query: str, document: str, max_length: int, stride: int | None) -> list[str]:
-    """The document's windows (its own text) that fit beside ``query`` in ``max_length``
-    tokens; one window, the whole document, when it fits (or when not even one document
-    token fits beside the query: the model truncates that pair as it would anyway)."""
-    room = _room(tokenizer, [query], max_length)[query]
-    offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)[
-        "offset_mapping"
-    ]
-    if room < 1 or len(offsets) <= room:
-        return [document]
-    return _windows(document, offsets, room, stride)
-
-
 def _room(tokenizer, queries: Sequence[str], max_length: int) -> dict[str, int]:
     """Document tokens that fit beside each query (one batched tokenizer call)."""
     special = tokenizer.num_special_tokens_to_add(pair=True)

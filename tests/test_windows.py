@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from teachers.scoring import CrossEncoderTeacher
-from teachers.windows import Windows, cut, pool
+from teachers.windows import Windows, pool, score_windowed
 
 FILLER = " ".join(f"Sample {i} of the cells was cultured for {i + 2} days." for i in range(60))
 PLANTED = FILLER + "Zebrafish fin regeneration requires osteoblast dedifferentiation."
@@ -56,7 +56,16 @@ def test_planted_passage_past_the_first_window(bundled_tokenizer, pooling):
 def test_windows_fit_and_cover_the_document(bundled_tokenizer):
     """Prevents windows that overflow max_length (truncated again) or skip text between them."""
     query = "osteoblast dedifferentiation"
-    parts = cut(bundled_tokenizer, query, PLANTED, 64, None)
+
+    def windows_of(document):  # the texts score_windowed hands to the model for one pair
+        seen = []
+        score_windowed(
+            lambda batch: seen.extend(d for _, d in batch) or np.zeros(len(batch)),
+            bundled_tokenizer, [(query, document)], 64, Windows("max"), {},
+        )  # fmt: skip
+        return seen
+
+    parts = windows_of(PLANTED)
     assert len(parts) > 2
     for part in parts:
         n = len(bundled_tokenizer(query, part)["input_ids"])
@@ -66,7 +75,7 @@ def test_windows_fit_and_cover_the_document(bundled_tokenizer):
     ends = [s + len(p) for s, p in zip(starts, parts, strict=True)]
     assert starts[0] == 0 and ends[-1] == len(PLANTED)
     assert all(s <= e for s, e in zip(starts[1:], ends[:-1], strict=True))  # they overlap
-    assert cut(bundled_tokenizer, query, "a short document", 64, None) == ["a short document"]
+    assert windows_of("a short document") == ["a short document"]
 
 
 def test_pooling_by_hand():
