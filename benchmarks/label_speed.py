@@ -14,6 +14,14 @@ the script says so.
 
 Prints one Markdown table per thread count: seconds, pairs/s, ratio to CrossEncoder.predict,
 max |diff| and Spearman against predict's fp32 scores.
+
+``--short`` cuts every document to its first ``--short`` words, so that every pair fits the
+teacher's max_length: the check that windowed scoring costs nothing where no window is
+needed. A mode may name a pooling after a colon (``torch:max``: torch scoring, documents
+longer than max_length scored as windows pooled by max).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/label_speed.py --short 40 \
+        --modes torch,torch:max,exact,exact:max
 """
 
 from __future__ import annotations
@@ -78,8 +86,29 @@ class Quiet:
         return line
 
 
+def _short_copy(args, work: Path) -> str:
+    """A BEIR folder in ``work`` whose documents keep their first ``args.short`` words."""
+    ds = data.BeirDataset(args.data)
+    folder = work / "short"
+    (folder / "qrels").mkdir(parents=True)
+    data.write_jsonl(
+        (
+            {"_id": d, "title": "", "text": " ".join(doc.full_text.split()[: args.short])}
+            for d, doc in ds.corpus.items()
+        ),
+        folder / "corpus.jsonl",
+    )
+    data.write_jsonl(
+        ({"_id": q, "text": t} for q, t in ds.queries.items()), folder / "queries.jsonl"
+    )
+    shutil.copy(Path(args.data) / "qrels" / "train.tsv", folder / "qrels" / "train.tsv")
+    return str(folder)
+
+
 def _setup(args, work: Path):
     """(pairs as texts, candidates file, queries file, teacher folder, teacher description)."""
+    if args.short:
+        args.data = _short_copy(args, work)
     ds = data.BeirDataset(args.data)
     qids = sorted(ds.qrels("train"))[: args.queries]
     queries = {q: ds.queries[q] for q in qids}
@@ -99,8 +128,9 @@ def _setup(args, work: Path):
     return pairs, qfile, Path(teacher), what
 
 
-def _time_label(args, work: Path, qfile: Path, teacher: Path, precision: str, n: int):
-    out = work / f"labels-{precision}"
+def _time_label(args, work: Path, qfile: Path, teacher: Path, mode: str, n: int):
+    precision, _, windows = mode.partition(":")
+    out = work / f"labels-{mode.replace(':', '-')}"
     shutil.rmtree(out, ignore_errors=True)
     config = label.LabelConfig(
         data=args.data,
@@ -113,6 +143,7 @@ def _time_label(args, work: Path, qfile: Path, teacher: Path, precision: str, n:
         fidelity_sample=0,
         shard_size=n,
         max_length=args.max_length,
+        windows=windows or "teacher",
     )
     start = time.perf_counter()
     label.run(config, echo=lambda *a, **k: None)
@@ -166,6 +197,9 @@ def main() -> None:
     ap.add_argument("--modes", default="exact,onnx-int8")
     ap.add_argument("--threads", default=f"{torch.get_num_threads()},1")
     ap.add_argument("--teacher", default=None, help="a cross-encoder folder (default: see above)")
+    ap.add_argument(
+        "--short", type=int, default=0, help="cut documents to their first N words (0: whole)"
+    )
     args = ap.parse_args()
 
     from sentence_transformers import CrossEncoder
@@ -175,8 +209,10 @@ def main() -> None:
     try:
         pairs, qfile, teacher, what = _setup(args, work)
         ce = CrossEncoder(str(teacher), max_length=args.max_length)
+        fits = sum(len(ce.tokenizer(q, d)["input_ids"]) <= ce.max_length for q, d in pairs)
         print(
-            f"{len(pairs)} pairs ({args.queries} SciFact train queries x BM25 top {args.k}), "
+            f"{len(pairs)} pairs ({args.queries} SciFact train queries x BM25 top {args.k}; "
+            f"{fits / len(pairs):.0%} fit max_length), "
             f"teacher {what} (max_length {ce.max_length}), batch {args.batch_size}, "
             f"{args.repeats} alternating rounds, {os.cpu_count()} CPUs"
         )

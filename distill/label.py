@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,6 +109,13 @@ class LabelConfig:
         default=False,
         metadata={"help": "keep labels from a teacher that ranks worse than the first stage"},
     )
+    time_budget: float | None = field(
+        default=12.0,
+        metadata={
+            "help": "minutes of scoring at most: shards stop being started once it is spent; the queries come in a seeded random order, so what is labelled is a random sample of them, and a run with a larger budget labels the rest (null in a config: no limit)",
+            "range": "(0, inf)",
+        },
+    )
     fidelity_sample: int = field(
         default=300,
         metadata={
@@ -122,10 +130,13 @@ def pair_list(
     qrels: dict[str, dict[str, int]] | None,
     include_positives: bool,
 ) -> list[tuple[str, str]]:
-    """Distinct (qid, did) pairs in the labelling order: queries sorted, candidates by rank,
-    then gold positives the candidates missed."""
+    """Distinct (qid, did) pairs in the labelling order: queries in a seeded random order (so
+    that labelling cut short by its time budget holds a random sample of them), candidates by
+    rank, then gold positives the candidates missed."""
     pairs: list[tuple[str, str]] = []
-    for qid in sorted(set(candidates) | (set(qrels or {}) if include_positives else set())):
+    order = sorted(set(candidates) | (set(qrels or {}) if include_positives else set()))
+    random.Random(0).shuffle(order)
+    for qid in order:
         docs = list(candidates.get(qid, []))
         if include_positives and qrels:
             docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0]
@@ -151,6 +162,7 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     }
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows
+    settings["order"] = "shuffled"  # shards of the sorted order (before budgets) are not reused
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -272,8 +284,32 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, e
     return teacher, figures
 
 
-def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Plan, echo):
-    """Label this process's shards, recording each one in the progress file as it is done."""
+def _budget_note(config: LabelConfig, todo: int, rate: float | None) -> str:
+    """The plan's time estimate at the measured rate, and what the time budget keeps."""
+    if not rate:
+        return ""
+    note = f"; about {todo / rate / 60:.0f} min at {rate:.0f} pairs/s"
+    if config.time_budget is not None and todo / rate > 60 * config.time_budget:
+        kept = min(todo, int(rate * 60 * config.time_budget) + config.shard_size)
+        note += (
+            f"; the time budget of {config.time_budget:g} min keeps about {kept:,} of them "
+            "(whole shards, queries in a seeded random order)"
+        )
+    return note
+
+
+def _rate(backends: list[dict]) -> float | None:
+    """Pairs/s of the whole teacher from its members' measured rates (they score one after
+    another), or None when a member was not timed."""
+    rates = [max(b.get("pairs_per_s", {}).values(), default=0) for b in backends]
+    if not rates or min(rates) <= 0:
+        return None
+    return 1 / sum(1 / r for r in rates)
+
+
+def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Plan, rate, echo):
+    """Label this process's shards, recording each one in the progress file as it is done,
+    until the time budget is spent."""
     pairs, out, progress = inputs.pairs, plan.out, plan.progress
     names = [m.name for m in teacher.members if m.weight != 0]
     todo = sum(
@@ -281,11 +317,20 @@ def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Pl
     )
     echo(
         f"plan: {len(pairs):,} pairs of {len(inputs.ranked):,} queries in {plan.n_shards} shards; "
-        f"{len(plan.done)} done before, {todo:,} pairs to score here",
+        f"{len(plan.done)} done before, {todo:,} pairs to score here"
+        + _budget_note(config, todo, rate),
         err=True,
     )
     bar = progress_bar(todo, "labelling", "pairs", disable=not plan.owned_shards)
-    for index in plan.owned_shards:
+    clock = time.time()
+    for n, index in enumerate(plan.owned_shards):
+        if n and config.time_budget is not None and time.time() - clock >= 60 * config.time_budget:
+            echo(
+                f"time budget of {config.time_budget:g} min spent: {plan.n_shards - len(plan.done)} "
+                "shards left unlabelled (a run with a larger --time-budget labels them)",
+                err=True,
+            )
+            break
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         file = f"shard-{index:05d}.parquet"
         before = window_stats(teacher)
@@ -323,7 +368,11 @@ def _finish(
             progress["shards"].update(json.loads(part.read_text())["shards"])
             part.unlink()
         artifacts.write_json(out / PROGRESS, progress)
-    shards = [progress["shards"][str(i)] for i in range(plan.n_shards)]
+    shards = [
+        progress["shards"][str(i)] for i in range(plan.n_shards) if str(i) in progress["shards"]
+    ]
+    figures["shards_labelled"] = len(shards)
+    figures["pairs_labelled"] = sum(s["rows"] for s in shards)
     if inputs.qrels:
         figures["validation"] = teacher_vs_first_stage(
             read_labels(out), inputs.ranked, inputs.qrels, config.allow_worse, echo
@@ -347,9 +396,22 @@ def _finish(
         figures=figures,
         started=started,
     )
+    of = "" if len(shards) == plan.n_shards else f" of {len(inputs.pairs):,} (time budget)"
     echo(
-        f"labelled {len(inputs.pairs):,} pairs in {plan.n_shards} shards ({len(plan.done)} already done) in {time.time() - started:.1f}s; wrote {out}"
+        f"labelled {figures['pairs_labelled']:,} pairs{of} in {len(shards)} shards "
+        f"({len(plan.done)} already done) in {time.time() - started:.1f}s; wrote {out}"
     )
+
+
+def _is_current(out: Path, config: LabelConfig, plan: _Plan, key: str) -> bool:
+    """A finished run of the same job: every shard labelled, or as many as the same time
+    budget allowed (a larger budget labels more)."""
+    finished = artifacts.read_manifest(out)
+    if not finished or finished["figures"].get("job_key") != key:
+        return False
+    if len(plan.done) == plan.n_shards:
+        return True
+    return finished.get("config", {}).get("time_budget") == config.time_budget
 
 
 def run(config: LabelConfig, echo=click.echo) -> Path:
@@ -374,12 +436,13 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
     )
     artifacts.mark_output(out, "label")
     plan = _plan_shards(config, state, out, key, len(inputs.pairs), echo)
-    finished = artifacts.read_manifest(out)
-    if len(plan.done) == plan.n_shards and finished and finished["figures"].get("job_key") == key:
-        echo(f"labels in {out} are current ({len(inputs.pairs):,} pairs); nothing to do")
+    if _is_current(out, config, plan, key):
+        echo(
+            f"labels in {out} are current ({len(plan.done):,} of {plan.n_shards} shards); nothing to do"
+        )
         return out  # its manifest is left as the run that made the rows wrote it
     teacher, figures = _prepare_teacher(config, state, inputs, plan, echo)
-    _label_owned(config, state, teacher, inputs, plan, echo)
+    _label_owned(config, state, teacher, inputs, plan, _rate(figures["backends"]), echo)
     state.wait_for_everyone()
     if state.is_main_process:
         _finish(config, state, dataset, inputs, plan, figures, started, echo)

@@ -247,9 +247,12 @@ def train_student(config: Any, echo=click.echo) -> Path:
     if config.teacher is None or config.labels != DEFAULT_LABELS:
         return stages["student"].run(config, echo=echo)
     work = Path(config.output).parent / f"{Path(config.output).name}-work"
+    # the student draws its negatives from the teacher's top negative_depth: deeper candidates
+    # would be labelled for nothing
     mine = stages["mine"].config_cls(
-        data=config.data, queries=config.queries, output=str(work / "mine")
-    )
+        data=config.data, queries=config.queries, output=str(work / "mine"), k=config.negative_depth,
+        cache_dir=config.cache_dir,
+    )  # fmt: skip
     if _current(Path(mine.output), mine):
         echo(f"candidates in {mine.output} are current; reused", err=True)
     else:

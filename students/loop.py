@@ -10,6 +10,7 @@ code runs under ``accelerate launch`` for DDP.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -119,11 +120,14 @@ class _Prepared:
     counts: dict[str, int]
     total: int
     epochs: int
+    step_seconds: float | None
+    uncut: int  # the steps of ``epochs`` before the time budget
 
 
 def prepare(
-    config: StudentConfig, accelerator, model, labels, labels_dir: Path, log_with
-) -> _Prepared:
+    config: StudentConfig, accelerator, model, labels, labels_dir: Path, log_with,
+    texts: tuple[dict, dict], ckpt_dir: Path,
+) -> _Prepared:  # fmt: skip
     """Set-up: loss, epoch-0 examples, optimizer, scheduler and index loader, all prepared."""
     import torch
     from accelerate.utils import set_seed
@@ -142,7 +146,10 @@ def prepare(
         )
     shape = (len(examples_0), config.batch_size, accelerator.num_processes, config.grad_accum)
     epochs = epochs_for(*shape, config.epochs)
-    total = optimizer_steps(*shape, epochs, config.max_steps)
+    uncut = optimizer_steps(*shape, epochs, config.max_steps)
+    total, step_seconds = _budgeted(
+        config, accelerator, model, loss_fn, examples_0, texts, uncut, ckpt_dir
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     # accelerate's prepared scheduler steps num_processes times per optimizer step (unless
     # split_batches): size it in those steps, or warm-up and decay end 1/N of the way through
@@ -151,8 +158,13 @@ def prepare(
         int(config.warmup * total) * accelerator.num_processes,
         total * accelerator.num_processes,
     )
+    # a generator of its own: starting an epoch's iterator draws a seed from it, and from the
+    # global RNG without one, which shifted the dropout stream of a run resumed mid-epoch
     index_loader = torch.utils.data.DataLoader(
-        range(len(examples_0)), batch_size=config.batch_size, shuffle=True
+        range(len(examples_0)),
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
     )
     model, optimizer, index_loader, scheduler = accelerator.prepare(
         model, optimizer, index_loader, scheduler
@@ -165,8 +177,30 @@ def prepare(
             },
         )
     return _Prepared(
-        model, optimizer, scheduler, index_loader, loss_fn, len(examples_0), counts, total, epochs
-    )
+        model, optimizer, scheduler, index_loader, loss_fn, len(examples_0), counts, total, epochs,
+        step_seconds, uncut,
+    )  # fmt: skip
+
+
+def _budgeted(config, accelerator, model, loss_fn, examples, texts, total: int, ckpt_dir: Path):
+    """(steps, probe seconds per step): ``total``, cut to what fits the time budget as timed
+    by a probe step on the first batch (the slowest process's time, so all agree); the plan
+    is kept with the checkpoints so a resumed run keeps its schedule."""
+    import torch
+
+    from students.budget import planned_total, probe_step_seconds, steps_within
+
+    if config.time_budget is None:
+        return total, None
+
+    def compute():
+        rows = examples[: config.batch_size * config.grad_accum]
+        seconds = probe_step_seconds(model, loss_fn, rows, *texts, config)
+        slowest = accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max")
+        seconds = float(slowest.item())
+        return steps_within(total, seconds, config.time_budget), round(seconds, 3)
+
+    return planned_total(ckpt_dir, compute)
 
 
 def resume(
@@ -179,6 +213,11 @@ def resume(
         accelerator.load_state(str(latest))
         step = int(latest.name.split("-")[1])
         start_epoch, skip = divmod(step * grad_accum, len(index_loader))
+        if (latest / "position.json").is_file():
+            where = json.loads((latest / "position.json").read_text())
+            start_epoch, skip = divmod(
+                where["epoch"] * len(index_loader) + where["batches"], len(index_loader)
+            )
         echo(f"resuming from {latest} (step {step})", err=True)
     return step, start_epoch, skip
 
@@ -217,12 +256,13 @@ def loop(
             break
         examples = build_examples(labels, config, epoch)
         index_loader.set_epoch(epoch)
-        loader = (
-            accelerator.skip_first_batches(index_loader, skip)
-            if epoch == start_epoch and skip
-            else index_loader
-        )
-        for batch in loader:
+        done = skip if epoch == start_epoch else 0
+        # the batches a resumed run already trained on are read and passed over (they are
+        # only indices): accelerate's skip_first_batches lost the epoch set above, and replayed
+        # epoch 0's order in a later epoch
+        for batches, batch in enumerate(index_loader):
+            if batches < done:
+                continue
             rows = [examples[int(i)] for i in batch if int(i) < len(examples)]
             if not rows:
                 continue
@@ -258,6 +298,12 @@ def loop(
                     target_dir = ckpt_dir / f"step-{step}"
                     accelerator.save_state(str(target_dir))
                     if accelerator.is_main_process:
+                        # where the data stands: batches without a usable row take no step,
+                        # so the step count alone does not say it
+                        position_file = target_dir / "position.json"
+                        position_file.write_text(
+                            json.dumps({"epoch": epoch, "batches": batches + 1})
+                        )
                         (target_dir / "done").write_text("ok")
                 if step >= total or _out_of_time(budget_end, accelerator):
                     break

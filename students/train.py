@@ -67,7 +67,9 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
             err=True,
         )
     temperature, labels = _teacher_units(labels, model, queries, corpus, config, echo)
-    t = loop.prepare(config, accelerator, model, labels, labels_dir, log_with)
+    t = loop.prepare(
+        config, accelerator, model, labels, labels_dir, log_with, (queries, corpus), ckpt_dir
+    )
     position = loop.resume(accelerator, ckpt_dir, config.grad_accum, t.index_loader, echo)
     features = loop.featurizer(accelerator.unwrap_model(t.model), accelerator)
     counts, total = t.counts, t.total
@@ -76,7 +78,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         f"not sampled, {counts['dropped_too_few_negatives'] + counts['dropped_no_gold']:,} "
         f"dropped), {total:,} optimizer steps of {config.batch_size * accelerator.num_processes * config.grad_accum} "
         f"queries x {2 if config.loss == 'mnrl' else config.negatives + 1} documents"
-        + ("" if config.time_budget is None else f", at most {config.time_budget:g} min"),
+        + _budget_note(config, t),
         err=True,
     )
     bar = progress(
@@ -110,6 +112,17 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         }
         _save(final, config, figures, losses, ckpt_dir, started, echo)
     return out
+
+
+def _budget_note(config: StudentConfig, t) -> str:
+    """The plan's time estimate: steps x the probe step, and the budget that sized them."""
+    if t.step_seconds is None:
+        return ""
+    cut = "" if t.total == t.uncut else f", cut from {t.uncut:,} to fit it"
+    return (
+        f"; about {t.total * t.step_seconds / 60:.0f} min on this machine (probe: "
+        f"{t.step_seconds:.1f} s a step; time budget {config.time_budget:g} min{cut})"
+    )
 
 
 def _load(config: StudentConfig, dataset, queries, qrels, labels_dir: Path, echo):
@@ -147,6 +160,7 @@ def _load(config: StudentConfig, dataset, queries, qrels, labels_dir: Path, echo
         config.val_fraction,
         config.val_max_queries,
         config.seed,
+        floor=config.val_min_queries,
     )
     labels = {q: lab for q, lab in labels.items() if q not in held}
     labels, dropped = confident(labels, config.min_confidence)

@@ -72,9 +72,33 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     )
 
 
-def _print_plan(name: str, trainer, model, evaluator, batch_size: int, echo) -> None:
-    """Steps, validations and a time estimate, from timing the model on 32 validation pairs
-    (a training step costs about 3 forward passes of its texts: forward, backward, update)."""
+# Validations per member at most, and their share of a time budget at most: evaluating must
+# stay a small part of training whatever the number of steps.
+MAX_VALIDATIONS = 5
+VALIDATION_SHARE = 0.3
+PLAN_SHARE = 0.9  # the plan fills this share of the budget; the clock stops the rest
+
+
+def size_run(
+    steps: int, step_s: float, eval_s: float, eval_steps: int, budget_min: float | None
+) -> tuple[int, int]:
+    """(steps, validate every N steps): ``steps`` cut to what fits PLAN_SHARE of the budget
+    after the validations, which are at most MAX_VALIDATIONS and at most VALIDATION_SHARE of
+    the budget (never fewer than one, at the end)."""
+    evals = MAX_VALIDATIONS
+    if budget_min is not None:
+        budget = PLAN_SHARE * 60 * budget_min
+        evals = max(1, min(evals, int(VALIDATION_SHARE * budget / max(eval_s, 1e-9))))
+        steps = max(1, min(steps, int((budget - evals * eval_s) / step_s)))
+    return steps, min(max(eval_steps, -(-steps // evals)), steps)
+
+
+def _plan(name: str, trainer, model, evaluator, batch_size: int, config, echo) -> None:
+    """Size the run and print its plan: steps, validations and a time estimate from timing the
+    model on 32 validation pairs (a training step costs about 3 forward passes of its texts:
+    forward, backward, update). With a time budget the steps are cut to fit it, so that the
+    learning-rate schedule ends where training ends; validations are spaced so that there
+    are at most MAX_VALIDATIONS of them, taking at most VALIDATION_SHARE of the budget."""
     import torch
 
     args = trainer.args
@@ -86,14 +110,20 @@ def _print_plan(name: str, trainer, model, evaluator, batch_size: int, echo) -> 
     per_pair = (time.time() - started) / max(1, len(probe))
     first = trainer.train_dataset[0]
     texts = len(first["docs"]) if "docs" in first else 1
-    seconds = steps * batch_size * texts * per_pair * 3
-    evals = steps // args.eval_steps + 1
-    seconds += evals * len(evaluator.pairs) * per_pair
+    step_s, eval_s = batch_size * texts * per_pair * 3, len(evaluator.pairs) * per_pair
+    planned, every = size_run(steps, step_s, eval_s, args.eval_steps, config.time_budget)
+    cut = ""
+    if planned < steps:
+        cut = f", cut from {steps:,} to fit the time budget of {config.time_budget:g} min"
+        steps = args.max_steps = planned
+    args.eval_steps = args.save_steps = every
+    evals = steps // every
+    seconds = steps * step_s + evals * eval_s
     echo(
         f"plan for {name}: {len(trainer.train_dataset):,} training examples, {steps:,} steps "
-        f"({batch_size} x {texts} texts each), {evals} validations of {len(evaluator.pairs):,} "
-        f"pairs; about {seconds / 60:.0f} min on this machine (probe: {per_pair * 1000:.0f} ms "
-        "per pair forward)"
+        f"({batch_size} x {texts} texts each{cut}), {evals} validations of "
+        f"{len(evaluator.pairs):,} pairs; about {seconds / 60:.0f} min on this machine (probe: "
+        f"{per_pair * 1000:.0f} ms per pair forward)"
     )
 
 
@@ -227,7 +257,7 @@ def _fit_member(
         ],
     )
     console.trainer_printer_off(trainer)
-    _print_plan(name, trainer, model, evaluator, batch_size, echo)
+    _plan(name, trainer, model, evaluator, batch_size, config, echo)
     trainer.train()
     fitted = dict(
         loss=loss_name,

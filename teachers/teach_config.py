@@ -151,9 +151,9 @@ class TeachConfig:
         },
     )
     time_budget: float | None = field(
-        default=None,
+        default=20.0,
         metadata={
-            "help": "minutes of training per member at most; the best checkpoint so far is kept",
+            "help": "minutes of training per member at most (validations included): the plan cuts the steps to fit, the clock stops the rest, and the best checkpoint so far is kept (null in a config: no limit)",
             "range": "(0, inf)",
         },
     )

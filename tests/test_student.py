@@ -259,7 +259,9 @@ def test_student_trains_and_loads(scifact_slice, labels_dir, tiny_models, tmp_pa
     assert "distill student" in (tmp_path / "s" / "README.md").read_text()
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     examples = manifest["figures"]["examples"]
-    assert examples >= 30  # most of the 40 gold queries keep 2 negatives below the margin
+    # 10 of the 40 gold queries are held out (the validation floor of 50, capped at a
+    # quarter); most of the other 30 keep 2 negatives below the margin
+    assert examples >= 25
     per_epoch = -(-examples // 4)  # batch 4
     assert manifest["figures"]["epochs"] == -(-25 // per_epoch)  # small data: >= 25 steps
     assert manifest["figures"]["steps"] == per_epoch * manifest["figures"]["epochs"]

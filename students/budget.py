@@ -1,0 +1,73 @@
+"""The student's time budget: a measured probe of one training step sizes the run before it
+starts, so that the learning-rate schedule ends where training ends (a run cut by a clock
+mid-schedule stops at a high learning rate).
+
+The planned number of steps is written next to the checkpoints, so a killed run resumes with
+the schedule it started with, whatever the probe would say on the second try.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+# The plan fills this share of the budget; the clock (``time_budget``) stops the rest.
+PLAN_SHARE = 0.9
+
+
+def probe_step_seconds(model, loss_fn, rows, queries, corpus, config) -> float:
+    """Seconds of one optimizer step on ``rows`` (one batch of examples): a forward and a
+    backward pass, timed in eval mode (no dropout); the RNG states and the gradients are put
+    back as they were, so a probed run trains as an unprobed (resumed) one."""
+    import torch
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    def features(texts, max_length):
+        model.max_seq_length = max_length
+        return model.tokenize(texts)
+
+    was_training, length = model.training, model.max_seq_length
+    model.eval()
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):  # whatever it draws, the run's streams are as before
+        started = time.perf_counter()
+        columns = [features([queries[q] for q, _, _ in rows], config.max_query_length)]
+        for c in range(len(rows[0][1])):
+            docs = [corpus[dids[c]].full_text for _, dids, _ in rows]
+            columns.append(features(docs, config.max_doc_length))
+        target = torch.tensor([s for _, _, s in rows])
+        loss = loss_fn.compute_loss_from_embeddings(embed_columns(model, columns), target)
+        loss.backward()
+        seconds = time.perf_counter() - started
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    model.max_seq_length = length
+    return seconds
+
+
+def steps_within(total: int, step_seconds: float, budget_minutes: float | None) -> int:
+    """The most steps of ``step_seconds`` that fit in PLAN_SHARE of the budget (at least 1),
+    never more than ``total``."""
+    if budget_minutes is None or step_seconds <= 0:
+        return total
+    fit = int(PLAN_SHARE * 60 * budget_minutes / step_seconds)
+    return max(1, min(total, fit))
+
+
+def planned_total(ckpt_dir: Path, compute) -> tuple[int, float | None]:
+    """(steps, probe seconds per step): read from ``ckpt_dir/plan.json`` when a run is resumed,
+    else ``compute()`` and written there."""
+    path = ckpt_dir / "plan.json"
+    if path.is_file():
+        plan = json.loads(path.read_text())
+        return int(plan["total"]), plan.get("step_seconds")
+    total, seconds = compute()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"total": total, "step_seconds": seconds}))
+    return total, seconds

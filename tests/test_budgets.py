@@ -1,0 +1,166 @@
+"""Time budgets: teach, label and train-student stay bounded whatever the data's size, and
+what a budget cuts is planned (a schedule that ends where training ends), resumable and said."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import run_cli
+from test_label import _label, mined  # noqa: F401  (the module's candidates fixture)
+from test_student import _student_argv, labels_dir  # noqa: F401
+
+from distill.labels_io import read_labels
+from students.budget import planned_total, steps_within
+from teachers.member_training import size_run
+
+
+def test_teach_plan_cuts_steps_and_spaces_validations():
+    """Prevents a teach plan that overruns its budget or validates so often that validation
+    eats the training time. By hand: budget 20 min -> 0.9 * 1200 = 1080 s; validations at most
+    5 and at most 30% of it (0.3 * 1080 / 60 = 5.4 -> 5); steps (1080 - 5 * 60) / 2 = 390,
+    validated every ceil(390 / 5) = 78 steps."""
+    assert size_run(1000, 2.0, 60.0, 50, 20) == (390, 78)
+    # validations of 200 s: 0.3 * 1080 / 200 = 1.6 -> 1, at the end; (1080 - 200) / 2 = 440
+    assert size_run(1000, 2.0, 200.0, 50, 20) == (440, 440)
+    # no budget: every step kept, validations still at most 5 (every 200, not every 50)
+    assert size_run(1000, 2.0, 60.0, 50, None) == (1000, 200)
+    # fewer steps than eval_steps: one validation, at the last step
+    assert size_run(10, 2.0, 60.0, 50, None) == (10, 10)
+    # a budget smaller than one step still trains one
+    assert size_run(1000, 100.0, 60.0, 50, 0.01) == (1, 1)
+
+
+def test_student_steps_within_budget():
+    """Prevents a student plan that ignores the measured step time: 0.9 * 600 s / 10 s = 54."""
+    assert steps_within(100, 10.0, 10) == 54
+    assert steps_within(30, 10.0, 10) == 30
+    assert steps_within(100, 10.0, None) == 100
+    assert steps_within(100, 1000.0, 1) == 1
+
+
+def test_resumed_run_keeps_its_planned_steps(tmp_path):
+    """Prevents a resumed student from re-probing and sizing its schedule differently from the
+    run it resumes (its checkpoints' learning rates would belong to another schedule)."""
+    assert planned_total(tmp_path, lambda: (17, 2.5)) == (17, 2.5)
+    assert planned_total(tmp_path, lambda: (99, 0.1)) == (17, 2.5)
+    assert json.loads((tmp_path / "plan.json").read_text()) == {"total": 17, "step_seconds": 2.5}
+
+
+def test_student_budget_cuts_the_run_and_says_so(
+    scifact_slice,
+    labels_dir,  # noqa: F811
+    tiny_models,
+    tmp_path,
+    capsys,
+):
+    """Prevents a time budget that is printed but not applied: a budget far below one step
+    trains exactly one optimizer step, and the plan says it cut the run."""
+    code, _out, err = run_cli(
+        _student_argv(
+            scifact_slice, labels_dir, tiny_models["bert-bi"], tmp_path / "s", "--time-budget",
+            "0.00001", "--allow-worse",
+        ),
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "time budget 1e-05 min, cut from" in err
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["figures"]["steps"] == 1
+
+
+def test_label_budget_keeps_whole_shards_and_resumes(
+    scifact_slice,
+    mined,  # noqa: F811
+    tiny_models,
+    tmp_path,
+    capsys,
+):
+    """Prevents labelling that overruns its budget, a budget-cut folder that is not usable
+    (unreadable, or relabelled from scratch on every run), and a later run with a larger
+    budget that does not end with exactly the rows of an uncut run."""
+    teacher = tiny_models["bert-cross"]
+    shards = ["--shard-size", "50"]
+    cut = tmp_path / "cut"
+    code, _, err = _label(
+        capsys, scifact_slice, mined, teacher, cut, *shards, "--time-budget", "1e-7"
+    )
+    assert code == 0, err
+    assert "time budget of 1e-07 min spent" in err
+    assert len(list(cut.glob("shard-*.parquet"))) == 1
+    table = read_labels(cut)
+    assert table.num_rows == 50
+    figures = json.loads((cut / "manifest.json").read_text())["figures"]
+    assert figures["pairs_labelled"] == 50 and figures["pairs"] > 50
+    code, out, err = _label(
+        capsys, scifact_slice, mined, teacher, cut, *shards, "--time-budget", "1e-7"
+    )
+    assert code == 0 and "are current" in out + err
+    code, _, err = _label(
+        capsys, scifact_slice, mined, teacher, cut, *shards, "--time-budget", "60"
+    )
+    assert code == 0, err
+    whole = tmp_path / "whole"
+    code, _, err = _label(capsys, scifact_slice, mined, teacher, whole, *shards)
+    assert code == 0, err
+    got = {(r["qid"], r["did"]): r["score"] for r in read_labels(cut).to_pylist()}
+    want = {(r["qid"], r["did"]): r["score"] for r in read_labels(whole).to_pylist()}
+    assert got.keys() == want.keys()  # (exact mode may pick onnxruntime in one run, torch in
+    for key, score in want.items():  # the other: equal to 1e-4, not bit for bit)
+        assert got[key] == pytest.approx(score, abs=1e-4)
+    first = {r["qid"] for r in pq.read_table(cut / "shard-00000.parquet").to_pylist()}
+    every = sorted({q for q, _ in want})
+    assert sorted(first) != every[: len(first)]  # a seeded random query order, not sorted
+
+
+@pytest.mark.parametrize("stage", ["teach", "label", "train-student"])
+def test_every_training_stage_has_a_default_budget(stage):
+    """Prevents a stage whose default cost grows without bound with the data: each has a time
+    budget on by default."""
+    from distill.stages import commands
+
+    assert commands()[stage].config_class().__dataclass_fields__["time_budget"].default > 0
+
+
+@pytest.mark.parametrize("n, held", [(200, 50), (1000, 100), (100, 25), (5000, 500)])
+def test_student_validation_has_a_floor(n, held):
+    """Prevents a guard decided on 20 queries (the demo's 200 labelled queries at 10%): it
+    refused a student 0.025 below its start there that was 0.045 above base on test. At least
+    50 queries are held out, never over a quarter of them, 10% past 500 and at most 500."""
+    from students.validation import split_validation
+
+    queries = {f"q{i}": f"text {i}" for i in range(n)}
+    qrels = {q: {"d": 1} for q in queries}
+    assert len(split_validation(queries, qrels, 0.1, 500, 0, floor=50)) == held
+
+
+def _validation(start, student):
+    from students.validation import Validation
+
+    v = object.__new__(Validation)
+    v.queries = {f"q{i}": "" for i in range(len(start))}
+    v.per_query = {
+        "start": dict(zip(v.queries, start, strict=True)),
+        "student": dict(zip(v.queries, student, strict=True)),
+    }
+    v.ndcg = {k: sum(x.values()) / len(x) for k, x in v.per_query.items()}
+    v.verdict = None
+    return v
+
+
+def test_student_guard_refuses_a_drop_beyond_noise_only():
+    """Prevents both guard failures: refusing on noise (a coin flip when student and start are
+    close on few queries) and shipping a student shown worse. By hand: differences -0.1, 0,
+    0.1, -0.2 have mean -0.05 and standard error sqrt(0.05 / 3) / 2 = 0.0645, so the drop is
+    within noise and kept; -0.2, -0.1, -0.2, -0.1 have mean -0.15 and standard error
+    sqrt(0.01 / 3) / 2 = 0.0289, so it is refused."""
+    from distill.errors import Refused
+
+    lines = []
+    kept = _validation([0.5] * 4, [0.4, 0.5, 0.6, 0.3])
+    kept.guard(False, lambda line, **_: lines.append(line))
+    assert kept.verdict == {"drop": 0.05, "standard_error": 0.0645, "kept": "within noise"}
+    assert "within noise" in lines[0]
+    with pytest.raises(Refused, match=r"standard error of the difference 0\.0289"):
+        _validation([0.5] * 4, [0.3, 0.4, 0.3, 0.4]).guard(False, print)
