@@ -28,6 +28,13 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
+def detail(echo, message: str) -> None:
+    """A line only ``--verbose`` shows: what a stage is doing or chose, when the user cannot
+    act on it and its figures are in the stage's manifest (the demo's console stays short)."""
+    if verbose():
+        echo(message, err=True)
+
+
 def quiet_libraries() -> None:
     """Silence the libraries' chatter unless ``--verbose``; safe to call more than once.
     Cheap: before transformers is imported it only sets the environment it reads."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from distill import artifacts, data, metrics, retrieval
+from distill import artifacts, console, data, metrics, retrieval
 from distill.cost import BiEncoderSystem, machine_label, measure_cost
 from distill.errors import InputError
 from distill.evaluate_config import EvaluateConfig
@@ -103,7 +103,7 @@ def _retrieve(
             or (name == "student" and "cascade" in systems)
         )
         if needed:
-            echo(f"encoding the corpus with {name} ({path})", err=True)
+            console.detail(echo, f"encoding the corpus with {name} ({path})")
             bi[name] = _bi_encoder(path, corpus, config)
             runs[name] = retrieval.search_index(
                 bi[name].model,
@@ -139,7 +139,7 @@ def _rerank_systems(
     ]
     apply_precision(teacher, "exact", check, echo)  # fp32, via onnxruntime where it matches
     if "teacher" in systems:
-        echo(f"teacher reranking the top {config.rerank_k} of {config.first_stage}", err=True)
+        console.detail(echo, f"teacher reranking the top {config.rerank_k} of {config.first_stage}")
         member_runs: dict[str, retrieval.Ranking] = {}
         runs["teacher"] = rerank(
             teacher, queries, corpus, first, config.rerank_k, config.batch_size, member_runs

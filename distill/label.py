@@ -29,15 +29,16 @@ when any of them changes, old shards are discarded instead of mixed in. With sev
 processes (``accelerate launch -m distill.cli label ...``) process r takes shards r, r+n, ...;
 each shard's rows do not depend on who computed it.
 
-Writing a shard and reading ``progress.json`` back: :mod:`distill.label_shards`; the check
-of the teacher against the first stage: :mod:`distill.label_guard`.
+Writing a shard and reading ``progress.json`` back: :mod:`distill.label_shards`; the plan
+(shards done and owned, the time estimate, the time budget, a current run):
+:mod:`distill.label_plan`; the check of the teacher against the first stage:
+:mod:`distill.label_guard`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +50,15 @@ from distill import artifacts, data
 from distill.candidates import read_candidates
 from distill.errors import InputError
 from distill.label_guard import teacher_vs_first_stage
-from distill.label_shards import label_shard, load_progress
+from distill.label_plan import (
+    Plan,
+    budget_note,
+    is_current,
+    pair_list,
+    pairs_per_second,
+    plan_shards,
+)
+from distill.label_shards import label_shard
 from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
@@ -80,6 +89,13 @@ class LabelConfig:
     )
     include_positives: bool = field(
         default=True, metadata={"help": "add gold positives that mining missed"}
+    )
+    max_added_positives: int = field(
+        default=4,
+        metadata={
+            "help": "gold positives added a query at most (a seeded sample of those mining missed): with 40 positives a query, adding all doubled the pairs, and the student samples 4 a query",
+            "range": "[0, inf)",
+        },
     )
     shard_size: int = field(
         default=10_000, metadata={"help": "pairs per shard", "range": "[1, inf)"}
@@ -125,25 +141,6 @@ class LabelConfig:
     )
 
 
-def pair_list(
-    candidates: dict[str, list[str]],
-    qrels: dict[str, dict[str, int]] | None,
-    include_positives: bool,
-) -> list[tuple[str, str]]:
-    """Distinct (qid, did) pairs in the labelling order: queries in a seeded random order (so
-    that labelling cut short by its time budget holds a random sample of them), candidates by
-    rank, then gold positives the candidates missed."""
-    pairs: list[tuple[str, str]] = []
-    order = sorted(set(candidates) | (set(qrels or {}) if include_positives else set()))
-    random.Random(0).shuffle(order)
-    for qid in order:
-        docs = list(candidates.get(qid, []))
-        if include_positives and qrels:
-            docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0]
-        pairs.extend((qid, d) for d in dict.fromkeys(docs))
-    return pairs
-
-
 def read_ranked(path: str | Path) -> dict[str, list[str]]:
     """{qid: [did by rank]} from a candidates.parquet (kept for benchmarks/label_speed.py)."""
     return read_candidates(path).ranked
@@ -158,7 +155,13 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     digest.update(queries_fp.encode())
     settings = {
         k: getattr(config, k)
-        for k in ("include_positives", "shard_size", "max_length", "precision")
+        for k in (
+            "include_positives",
+            "max_added_positives",
+            "shard_size",
+            "max_length",
+            "precision",
+        )
     }
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows
@@ -178,18 +181,6 @@ class _Inputs:
     corpus: dict
     pairs: list[tuple[str, str]]
     teacher_path: str
-
-
-@dataclass
-class _Plan:
-    """Where the job stands: output folder, job key, progress, shards done and shards owned."""
-
-    out: Path
-    key: str
-    progress: dict
-    n_shards: int
-    done: set[int]
-    owned_shards: list[int]
 
 
 def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
@@ -214,38 +205,13 @@ def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
             path=config.candidates,
             field="did",
         )
-    pairs = pair_list(ranked, qrels, config.include_positives)
+    pairs = pair_list(ranked, qrels, config.include_positives, config.max_added_positives)
     teacher_path = resolve_model(config.teacher)
     check_teacher(config.teacher)
     return _Inputs(queries, qrels, query_files, ranked, corpus, pairs, teacher_path)
 
 
-def _plan_shards(config: LabelConfig, state, out: Path, key: str, n_pairs: int, echo) -> _Plan:
-    """Plan shards: load (or reset) the progress; find the shards done and this process's."""
-    progress = load_progress(out, key, echo) if state.is_main_process else None
-    state.wait_for_everyone()
-    if progress is None:
-        progress = (
-            json.loads((out / PROGRESS).read_text())
-            if (out / PROGRESS).is_file()
-            else {"key": key, "shards": {}}
-        )
-    n_shards = max(1, -(-n_pairs // config.shard_size))
-    done = {
-        int(i)
-        for i, meta in progress["shards"].items()
-        if (out / meta["file"]).is_file()
-        and artifacts.fingerprint(out / meta["file"]) == meta["sha256"]
-    }
-    owned_shards = [
-        i
-        for i in range(n_shards)
-        if i % state.num_processes == state.process_index and i not in done
-    ]
-    return _Plan(out, key, progress, n_shards, done, owned_shards)
-
-
-def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, echo):
+def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, echo):
     """Load the teacher at --precision (checking fidelity on the main process); its figures."""
     from teachers.scoring import load_teacher, pooling_of
     from teachers.windows import Windows
@@ -284,30 +250,7 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: _Plan, e
     return teacher, figures
 
 
-def _budget_note(config: LabelConfig, todo: int, rate: float | None) -> str:
-    """The plan's time estimate at the measured rate, and what the time budget keeps."""
-    if not rate:
-        return ""
-    note = f"; about {todo / rate / 60:.0f} min at {rate:.0f} pairs/s"
-    if config.time_budget is not None and todo / rate > 60 * config.time_budget:
-        kept = min(todo, int(rate * 60 * config.time_budget) + config.shard_size)
-        note += (
-            f"; the time budget of {config.time_budget:g} min keeps about {kept:,} of them "
-            "(whole shards, queries in a seeded random order)"
-        )
-    return note
-
-
-def _rate(backends: list[dict]) -> float | None:
-    """Pairs/s of the whole teacher from its members' measured rates (they score one after
-    another), or None when a member was not timed."""
-    rates = [max(b.get("pairs_per_s", {}).values(), default=0) for b in backends]
-    if not rates or min(rates) <= 0:
-        return None
-    return 1 / sum(1 / r for r in rates)
-
-
-def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Plan, rate, echo):
+def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: Plan, rate, echo):
     """Label this process's shards, recording each one in the progress file as it is done,
     until the time budget is spent."""
     pairs, out, progress = inputs.pairs, plan.out, plan.progress
@@ -318,19 +261,27 @@ def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Pl
     echo(
         f"plan: {len(pairs):,} pairs of {len(inputs.ranked):,} queries in {plan.n_shards} shards; "
         f"{len(plan.done)} done before, {todo:,} pairs to score here"
-        + _budget_note(config, todo, rate),
+        + budget_note(config, todo, rate),
         err=True,
     )
-    bar = progress_bar(todo, "labelling", "pairs", disable=not plan.owned_shards)
-    clock = time.time()
+    # the ETA is for every pair: say where the budget will stop it
+    desc = "labelling" + (
+        "" if config.time_budget is None else f" (stops at {config.time_budget:g} min)"
+    )
+    bar = progress_bar(todo, desc, "pairs", disable=not plan.owned_shards)
+    clock = last = time.time()
     for n, index in enumerate(plan.owned_shards):
-        if n and config.time_budget is not None and time.time() - clock >= 60 * config.time_budget:
+        # a shard is whole or not at all: none is started that would end past the budget,
+        # judging by the last one's time
+        ends = time.time() - clock + (time.time() - last if n else 0)
+        if n and config.time_budget is not None and ends > 60 * config.time_budget:
             echo(
-                f"time budget of {config.time_budget:g} min spent: {plan.n_shards - len(plan.done)} "
+                f"time budget of {config.time_budget:g} min: {len(plan.owned_shards) - n} "
                 "shards left unlabelled (a run with a larger --time-budget labels them)",
                 err=True,
             )
             break
+        last = time.time()
         chunk = pairs[index * config.shard_size : (index + 1) * config.shard_size]
         file = f"shard-{index:05d}.parquet"
         before = window_stats(teacher)
@@ -359,7 +310,7 @@ def _label_owned(config: LabelConfig, state, teacher, inputs: _Inputs, plan: _Pl
 
 
 def _finish(
-    config: LabelConfig, state, dataset, inputs: _Inputs, plan: _Plan, figures: dict, started, echo
+    config: LabelConfig, state, dataset, inputs: _Inputs, plan: Plan, figures: dict, started, echo
 ) -> None:
     """Finish (main process): merge the progress files, validate, write the manifest."""
     out, progress = plan.out, plan.progress
@@ -403,17 +354,6 @@ def _finish(
     )
 
 
-def _is_current(out: Path, config: LabelConfig, plan: _Plan, key: str) -> bool:
-    """A finished run of the same job: every shard labelled, or as many as the same time
-    budget allowed (a larger budget labels more)."""
-    finished = artifacts.read_manifest(out)
-    if not finished or finished["figures"].get("job_key") != key:
-        return False
-    if len(plan.done) == plan.n_shards:
-        return True
-    return finished.get("config", {}).get("time_budget") == config.time_budget
-
-
 def run(config: LabelConfig, echo=click.echo) -> Path:
     from accelerate import PartialState
 
@@ -435,14 +375,14 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         overwrite=config.overwrite,
     )
     artifacts.mark_output(out, "label")
-    plan = _plan_shards(config, state, out, key, len(inputs.pairs), echo)
-    if _is_current(out, config, plan, key):
+    plan = plan_shards(config, state, out, key, len(inputs.pairs), echo)
+    if is_current(out, config, plan, key):
         echo(
             f"labels in {out} are current ({len(plan.done):,} of {plan.n_shards} shards); nothing to do"
         )
         return out  # its manifest is left as the run that made the rows wrote it
     teacher, figures = _prepare_teacher(config, state, inputs, plan, echo)
-    _label_owned(config, state, teacher, inputs, plan, _rate(figures["backends"]), echo)
+    _label_owned(config, state, teacher, inputs, plan, pairs_per_second(figures["backends"]), echo)
     state.wait_for_everyone()
     if state.is_main_process:
         _finish(config, state, dataset, inputs, plan, figures, started, echo)

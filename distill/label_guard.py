@@ -12,9 +12,10 @@ def teacher_vs_first_stage(table, ranked, qrels, allow_worse: bool, echo) -> dic
     from distill.errors import Refused
     from distill.metrics import summarize
 
-    judged = {q: qrels[q] for q in ranked if q in qrels}
-    teacher: dict[str, dict[str, float]] = {}
     cols = table.select(["qid", "did", "score"]).to_pydict()
+    labelled = set(cols["qid"])  # a run cut by its time budget labelled a sample of queries
+    judged = {q: qrels[q] for q in ranked if q in qrels and q in labelled}
+    teacher: dict[str, dict[str, float]] = {}
     for q, d, s in zip(cols["qid"], cols["did"], cols["score"], strict=True):
         if q in judged and d in ranked[q]:
             teacher.setdefault(q, {})[d] = float(s)

@@ -87,8 +87,10 @@ def progress(total: int, desc: str, unit: str = "it", *, initial: int = 0, disab
 
 def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
     """transformers ``TrainerCallback``s: :class:`LogProgress` lines per step when stderr is
-    not a terminal (the Trainer's own bar is off then), and a stop once ``budget_seconds`` of
-    training have passed (the best checkpoint so far is still the one kept)."""
+    not a terminal (the Trainer's own bar is off then), a validation at the last step (when
+    the run validates by steps), and a stop once ``budget_seconds`` of training have passed,
+    less the last validation's time (the stop validates once more; the best checkpoint so far
+    is still the one kept)."""
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -97,6 +99,8 @@ def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
 
         def __init__(self) -> None:
             self.shown: dict[str, str] = {}
+            self.step_ended = 0.0
+            self.validation_seconds = 0.0  # the last validation's, kept back from the budget
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.time()
@@ -106,7 +110,15 @@ def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
         def on_step_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.n)
-            if budget_seconds is not None and time.time() - self.started >= budget_seconds:
+            validating = getattr(args.eval_strategy, "value", args.eval_strategy) == "steps"
+            if validating and state.global_step >= state.max_steps:
+                # the Trainer validates only every eval_steps: without this, the steps after
+                # the last multiple were trained and then thrown away by load_best_model_at_end
+                control.should_evaluate = control.should_save = True
+            self.step_ended = time.time()
+            # the validation that follows a stop must fit in the budget too
+            spent = self.step_ended - self.started + self.validation_seconds
+            if budget_seconds is not None and spent >= budget_seconds:
                 print(
                     f"{desc}: time budget of {_clock(budget_seconds)} reached at step "
                     f"{state.global_step} of {state.max_steps}; stopping",
@@ -115,6 +127,9 @@ def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
                 )
                 control.should_training_stop = True
                 control.should_evaluate = control.should_save = True
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.validation_seconds = time.time() - self.step_ended
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.bar is None or not logs:

@@ -205,7 +205,9 @@ def serving_table(
     rows = []
     plan = [(e, "fp32") for e in encoders] + [("torch fp32", "int8"), ("torch fp32", "binary")]
     sample = list(queries.values())[:timed]
-    echo(f"serving: the student measured {len(plan)} ways (ONNX export, int8, binary)", err=True)
+    console.detail(
+        echo, f"serving: the student measured {len(plan)} ways (ONNX export, int8, binary)"
+    )
     for encoder_name, embeddings in plan:
         encoder, key = encoders[encoder_name]
         doc_ids, emb = retrieval.encode_corpus(

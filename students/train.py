@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from distill import artifacts, data
+from distill import artifacts, console, data
 from distill.errors import InputError
 from distill.progress import progress
 from students import loop
@@ -180,9 +180,9 @@ def _teacher_units(labels, model, queries, corpus, config: StudentConfig, echo):
         if temperature is None:
             spreads: dict[str, float] = {}
             temperature = auto_temperature(labels, model, queries, corpus, config, spreads=spreads)
-            echo(
+            console.detail(  # recorded in the manifest and the model card
+                echo,
                 f"teacher temperature {temperature:.4g} (auto: teacher spread / student spread)",
-                err=True,
             )
             if not TEMPERATURE_BOUNDS[0] <= temperature <= TEMPERATURE_BOUNDS[1]:
                 echo(

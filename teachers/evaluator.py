@@ -35,9 +35,13 @@ class RerankEvaluator(BaseEvaluator):
         *,
         name: str = "val",
         batch_size: int = 32,
+        windows=None,
     ) -> None:
         super().__init__()
         self.name = name
+        self.windows = windows  # teachers.windows.Windows: long documents read as windows
+        self.window_stats: dict[str, int] = {}
+        self.scored = 0  # (query, text) pairs the model scored at the last call
         self.batch_size = batch_size
         self.owners = [(q, d) for q, dids in candidates.items() for d in dids]
         self.pairs = [(queries[q], documents[d]) for q, d in self.owners]
@@ -45,6 +49,7 @@ class RerankEvaluator(BaseEvaluator):
         self.primary_metric = "ndcg@10"
         self.last_scores: np.ndarray | None = None
         self.history: list[dict[str, float]] = []
+        self.scores_at: dict[int, np.ndarray] = {}  # each in-training validation's, by step
 
     def labels(self) -> np.ndarray:
         """1 for a relevant (grade > 0) candidate, else 0, in pair order."""
@@ -64,13 +69,27 @@ class RerankEvaluator(BaseEvaluator):
     ) -> dict[str, float]:
         import torch
 
-        scores = model.predict(
-            self.pairs,
-            batch_size=self.batch_size,
-            activation_fn=torch.nn.Identity(),
-            show_progress_bar=False,
-        )
+        def predict(pairs):
+            return model.predict(
+                pairs,
+                batch_size=self.batch_size,
+                activation_fn=torch.nn.Identity(),
+                show_progress_bar=False,
+            )
+
+        if self.windows is None or self.windows.pooling == "first":
+            scores, self.scored = predict(self.pairs), len(self.pairs)
+        else:  # the pooled scores that label and evaluate will use, windows.json says so
+            from teachers.windows import score_windowed
+
+            stats: dict[str, int] = {}
+            scores = score_windowed(
+                predict, model.tokenizer, self.pairs, model.max_length, self.windows, stats
+            )
+            self.window_stats, self.scored = stats, stats["windows"]
         self.last_scores = np.asarray(scores, dtype=np.float64)
+        if steps >= 0:
+            self.scores_at[steps] = self.last_scores
         result = self.evaluate_scores(self.last_scores)
         self.history.append({"epoch": epoch, "steps": steps, **result})
         self.primary_metric = "ndcg@10"

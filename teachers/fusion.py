@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from distill import console
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.scoring import save_ensemble
 from teachers.teach_config import TeachConfig
@@ -49,8 +50,9 @@ def first_stage_member(
     scorer.calibration = fit_platt(scores, evaluator.labels())
     target.mkdir(parents=True, exist_ok=True)
     scorer.save(target)
-    echo(
-        f"{kind}: validation NDCG@10 {result['ndcg@10']:.4f}, MRR@10 {result['mrr@10']:.4f} (first-stage member)"
+    console.detail(  # the teacher's verdict line repeats these figures
+        echo,
+        f"{kind}: validation NDCG@10 {result['ndcg@10']:.4f}, MRR@10 {result['mrr@10']:.4f} (first-stage member)",
     )
     cal = scorer.calibration
     return {

@@ -110,19 +110,20 @@ def _plan(name: str, trainer, model, evaluator, batch_size: int, config, echo) -
     per_pair = (time.time() - started) / max(1, len(probe))
     first = trainer.train_dataset[0]
     texts = len(first["docs"]) if "docs" in first else 1
-    step_s, eval_s = batch_size * texts * per_pair * 3, len(evaluator.pairs) * per_pair
+    step_s, eval_s = batch_size * texts * per_pair * 3, evaluator.scored * per_pair
     planned, every = size_run(steps, step_s, eval_s, args.eval_steps, config.time_budget)
     cut = ""
     if planned < steps:
         cut = f", cut from {steps:,} to fit the time budget of {config.time_budget:g} min"
         steps = args.max_steps = planned
     args.eval_steps = args.save_steps = every
-    evals = steps // every
+    evals = -(-steps // every)  # and one at the last step (distill.progress)
     seconds = steps * step_s + evals * eval_s
     echo(
         f"plan for {name}: {len(trainer.train_dataset):,} training examples, {steps:,} steps "
         f"({batch_size} x {texts} texts each{cut}), {evals} validations of "
-        f"{len(evaluator.pairs):,} pairs; about {seconds / 60:.0f} min on this machine (probe: "
+        f"{len(evaluator.pairs):,} pairs ({evaluator.scored:,} scored); about {seconds / 60:.0f} "
+        f"min on this machine (probe: "
         f"{per_pair * 1000:.0f} ms per pair forward)"
     )
 
@@ -291,8 +292,25 @@ def _calibrate_member(
     }
     model.save(str(out))
     cal.save(out)
+    if config.windows != "first":  # label, evaluate and audit then score as validation did
+        from teachers.windows import Windows, save
+
+        save(out, Windows(config.windows))
+        figures["windows"] = {"pooling": config.windows, **evaluator.window_stats}
     reliability_plot(evaluator.last_scores, labels, cal, out / "reliability.png")
     _append_card(out, name, config, d, figures)
+
+
+def _validated_best(evaluator, figures: dict) -> dict | None:
+    """The figures of the checkpoint training ended on, from the validation that chose it
+    (the model reloaded is the one scored then), so it is not scored again; None when
+    there is no such validation (not trained, or no checkpoint kept)."""
+    best = figures.get("best_checkpoint")
+    step = int(best.rsplit("-", 1)[1]) if best and best.rsplit("-", 1)[-1].isdigit() else None
+    if step is None or step not in evaluator.scores_at:
+        return None
+    evaluator.last_scores = evaluator.scores_at[step]
+    return evaluator.evaluate_scores(evaluator.last_scores)
 
 
 def train_member(
@@ -314,8 +332,17 @@ def train_member(
     kind, r, model = _build_member(
         start, d, config, max_length=max_length, lr=lr, epochs=epochs, echo=echo
     )
-    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32)
+    from teachers.windows import Windows
+
+    evaluator = RerankEvaluator(
+        d.queries, d.documents, d.val_candidates, d.qrels, batch_size=32,
+        windows=Windows(config.windows),
+    )  # fmt: skip
     before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    if evaluator.window_stats:  # each validation costs this many scored windows
+        from teachers.scoring import window_line
+
+        echo("validation " + window_line(evaluator.window_stats, config.windows))
     figures: dict[str, Any] = {
         "start": start,
         "start_kind": kind,
@@ -328,7 +355,9 @@ def train_member(
         figures["warmup"] = _warm_up(model, d, r, config, out, echo)
     if train:
         figures.update(_fit_member(name, model, evaluator, d, r, config, out, echo))
-    after = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    after = _validated_best(evaluator, figures) or {
+        k.removeprefix("val_"): v for k, v in evaluator(model).items()
+    }
     figures.update(after=after, train_seconds=round(time.time() - started, 1))
     echo(
         f"{name}: validation NDCG@10 {before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}, MRR@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f} (start -> tuned)"

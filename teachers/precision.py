@@ -17,7 +17,7 @@ import time
 import click
 import numpy as np
 
-from distill import data
+from distill import console, data
 from distill.errors import InputError
 
 EXACT_ATOL = 1e-4
@@ -79,10 +79,10 @@ def _exact_backend(member, check_pairs, echo) -> dict:
     if faster:
         member.model = fast
     record |= {"backend": "onnxruntime fp32" if faster else "torch", "pairs_per_s": best}
-    echo(
+    console.detail(  # recorded in the manifest's backends
+        echo,
         f"exact scoring: {record['backend']} (pairs/s on {len(check_pairs)} pairs: onnxruntime "
         f"{best['onnxruntime']:g}, torch {best['torch']:g}; max |diff| {worst:.1e})",
-        err=True,
     )
     return record
 

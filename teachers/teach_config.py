@@ -143,6 +143,12 @@ class TeachConfig:
     allow_worse: bool = field(
         default=False, metadata={"help": "keep a tuned teacher that does not beat its start"}
     )
+    windows: Literal["first", "max", "softmax"] = field(
+        default="first",
+        metadata={
+            "help": "documents longer than max_length, at validation, calibration and fusion, and then in label / evaluate (windows.json): first (truncated), or overlapping windows pooled by max or softmax (training reads first windows)"
+        },
+    )
     max_steps: int | None = field(
         default=None,
         metadata={

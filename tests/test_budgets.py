@@ -87,12 +87,15 @@ def test_label_budget_keeps_whole_shards_and_resumes(
         capsys, scifact_slice, mined, teacher, cut, *shards, "--time-budget", "1e-7"
     )
     assert code == 0, err
-    assert "time budget of 1e-07 min spent" in err
+    assert "time budget of 1e-07 min: " in err and "shards left unlabelled" in err
     assert len(list(cut.glob("shard-*.parquet"))) == 1
     table = read_labels(cut)
     assert table.num_rows == 50
     figures = json.loads((cut / "manifest.json").read_text())["figures"]
     assert figures["pairs_labelled"] == 50 and figures["pairs"] > 50
+    # the teacher is checked on the queries it labelled: the unlabelled ones scored 0 and
+    # refused a good teacher (0.0929 vs 0.8160 on the 2.5k-query stand-in)
+    assert figures["validation"]["queries"] == len({r["qid"] for r in table.to_pylist()})
     code, out, err = _label(
         capsys, scifact_slice, mined, teacher, cut, *shards, "--time-budget", "1e-7"
     )
@@ -164,3 +167,35 @@ def test_student_guard_refuses_a_drop_beyond_noise_only():
     assert "within noise" in lines[0]
     with pytest.raises(Refused, match=r"standard error of the difference 0\.0289"):
         _validation([0.5] * 4, [0.3, 0.4, 0.3, 0.4]).guard(False, print)
+
+
+def test_teach_validates_its_last_step(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents trained steps thrown away: the Trainer validates every eval_steps only, so
+    the steps after the last multiple (a budget-cut run's tail) were never validated, and the
+    best-checkpoint reload discarded them. 5 steps validated every 2: at 2, 4 and 5."""
+    out = tmp_path / "t"
+    code, _, err = run_cli(
+        ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--output", out,
+         "--max-steps", "5", "--eval-steps", "2", "--max-length", "64", "--batch-size", "8",
+         "--negatives", "3", "--val-candidates", "5", "--negatives-from", "bm25",
+         "--patience", "100", "--allow-worse"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    member = json.loads((out / "manifest.json").read_text())["figures"]["members"]["teacher"]
+    assert [h["steps"] for h in member["history"]] == [2, 4, 5]
+
+
+def test_label_adds_at_most_a_sample_of_missed_positives():
+    """Prevents labelling cost doubled by many-positive data (40 positives a query, most
+    missed by mining, all added): at most ``max_added`` missed positives a query are added,
+    a sample that does not change between runs; candidates are all kept, in rank order."""
+    from distill.label_plan import pair_list
+
+    candidates = {"q": ["b", "a"]}
+    qrels = {"q": {"a": 1, "c": 1, "d": 2, "e": 1, "f": 1, "g": 0}}
+    every = pair_list(candidates, qrels, True)
+    assert [d for _, d in every] == ["b", "a", "c", "d", "e", "f"]
+    two = [d for _, d in pair_list(candidates, qrels, True, 2)]
+    assert two[:2] == ["b", "a"] and len(two) == 4 and set(two[2:]) <= {"c", "d", "e", "f"}
+    assert two == [d for _, d in pair_list(candidates, qrels, True, 2)]

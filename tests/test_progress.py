@@ -94,7 +94,9 @@ def test_label_and_student_logs_show_progress_with_eta(scifact_slice, mined, tin
          "--output", labels, "--shard-size", "100", "--allow-worse"],
         tmp_path,
     )  # fmt: skip
-    assert "plan: " in text and "labelling: " in text and ETA.search(text), text[-2000:]
+    assert "plan: " in text and "labelling (stops at 12 min): " in text and ETA.search(text), text[
+        -2000:
+    ]
     assert "\r" not in text
     text = _logged(
         ["train-student", scifact_slice, "--labels", labels, "--model", tiny_models["bert-bi"],

@@ -426,3 +426,23 @@ def test_warmup_lists_are_titles_of_unlabeled_documents(scifact_slice):
         assert ds.corpus[source].text not in docs[1:]
     config.warmup_pairs = 0
     assert _warmup_lists(config, ds.corpus, labeled, random.Random(0)) == []
+
+
+def test_saved_teacher_is_the_checkpoint_validation_chose(taught):
+    """Prevents a teacher folder holding other weights than the checkpoint whose validation
+    figures it reports (the final figures are taken from the validation that chose the
+    checkpoint, not measured again): the saved model, scored afresh on the same validation
+    split, gives the reported NDCG@10."""
+    from sentence_transformers import CrossEncoder
+
+    from distill.config import load
+    from teachers.evaluator import RerankEvaluator
+    from teachers.teach_config import TeachConfig
+    from teachers.teach_data import prepare
+
+    config = load(TeachConfig, taught / "config.yaml")
+    d = prepare(config, echo=lambda *a, **k: None)
+    evaluator = RerankEvaluator(d.queries, d.documents, d.val_candidates, d.qrels)
+    fresh = evaluator(CrossEncoder(str(taught)))["val_ndcg@10"]
+    figures = json.loads((taught / "manifest.json").read_text())["figures"]["members"]["teacher"]
+    assert fresh == pytest.approx(figures["after"]["ndcg@10"], abs=1e-4)

@@ -3,6 +3,8 @@ find a relevant passage that truncation cuts off."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,46 @@ def test_pooling_by_hand():
     assert pool(s, "max") == 3.0 and pool(s, "first") == 1.0
     assert pool(s, "softmax") == pytest.approx(float((w * s).sum() / w.sum()))
     assert pool(s, "softmax") == pytest.approx(2.575, abs=1e-3)  # (e^-2 + 3 + 2 e^-1) / ...
+
+
+@pytest.mark.parametrize("pooling", ["first", "max"])
+def test_teach_validation_reads_the_windows_label_will(bundled_tokenizer, pooling):
+    """Prevents a teacher validated, calibrated and fused on truncated scores while label and
+    evaluate read it through windows: with windows its validation finds the planted passage
+    (NDCG@10 1.0), truncated it does not."""
+    from teachers.evaluator import RerankEvaluator
+
+    evaluator = RerankEvaluator(
+        {"q": "fin regeneration in fish"},
+        {"z-filler": FILLER, "a-planted": PLANTED},
+        {"q": ["z-filler", "a-planted"]},  # a tie puts z-filler first (trec_eval: docno desc)
+        {"q": {"a-planted": 1}},
+        windows=Windows(pooling),
+    )
+    model = KeywordCrossEncoder(bundled_tokenizer, max_length=64)
+    model.model_card_data = SimpleNamespace(set_evaluation_metrics=lambda *a, **k: None)
+    ndcg = evaluator(model)["val_ndcg@10"]
+    assert (ndcg == 1.0) == (pooling == "max")
+    assert evaluator.scored == model.seen and (evaluator.scored > 2) == (pooling == "max")
+
+
+def test_teach_writes_its_windows_for_label(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents `teach --windows max` validating on windows while the saved teacher (hence
+    label, evaluate, audit) truncates: the member folder carries windows.json, and loading the
+    teacher gives max pooling."""
+    from helpers import run_cli
+
+    from teachers.scoring import load_teacher
+
+    out = tmp_path / "t"
+    code, _, err = run_cli(
+        ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--output", out,
+         "--max-steps", "2", "--eval-steps", "2", "--max-length", "64", "--batch-size", "8",
+         "--negatives", "3", "--val-candidates", "5", "--negatives-from", "bm25",
+         "--windows", "max", "--allow-worse"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    teacher = load_teacher(str(out))
+    members = [m.teacher for m in getattr(teacher, "members", [])] or [teacher]
+    assert any(getattr(m, "windows", None) == Windows("max") for m in members)
