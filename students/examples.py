@@ -171,10 +171,13 @@ def build_examples(
                 if unlabeled:
                     tally["dropped_no_gold"] += 1
                     continue  # the supervised baseline uses gold labels only
-                pool = [
-                    i for i in range(3, min(len(lab.dids), config.negative_depth)) if i not in gold
-                ]  # first-stage ranks, skip the top 3
-                negs = rng.sample(pool, min(1, len(pool)))
+                deeper = [i for i in range(3, len(lab.dids)) if i not in gold]
+                # first-stage ranks, skip the top 3; deeper when the top is all positives
+                pool = [i for i in deeper if i < config.negative_depth] or deeper
+                if not pool:  # a row without its negative broke the batch's columns
+                    tally["dropped_too_few_negatives"] += 1
+                    continue
+                negs = rng.sample(pool, 1)
             else:
                 negs = select_negatives(
                     lab.scores,

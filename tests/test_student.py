@@ -441,3 +441,22 @@ def test_epochs_for_small_data(examples, batch, procs, epochs, expected):
     from students.loop import epochs_for
 
     assert epochs_for(examples, batch, procs, 1, epochs) == expected
+
+
+def test_supervised_examples_when_the_top_is_all_positives():
+    """Prevents the crash found on many-positive data: a query whose candidates in ranks 4..30
+    are all gold gave a supervised (MNRL) row without a negative, and a batch mixing it with
+    2-document rows failed with an IndexError. Its negative now comes from deeper ranks, and a
+    query with no non-gold candidate at all is dropped and counted."""
+    from students.examples import QueryLabels
+
+    n = 40
+    dids = [f"d{i}" for i in range(n)]
+    all_gold_top = QueryLabels(dids, np.zeros(n, dtype=np.float32), np.array([1] * 32 + [-1] * 8))
+    only_gold = QueryLabels(dids[:5], np.zeros(5, dtype=np.float32), np.ones(5, dtype=int))
+    cfg = StudentConfig(data="x", loss="mnrl", max_positives=1)
+    counts: dict[str, int] = {}
+    rows = build_examples({"a": all_gold_top, "b": only_gold}, cfg, 0, counts)
+    assert [q for q, _, _ in rows] == ["a"] and counts["dropped_too_few_negatives"] == 1
+    ((_, docs, _),) = rows
+    assert len(docs) == 2 and int(docs[1][1:]) >= 32  # the negative is a non-gold, deeper rank
