@@ -60,14 +60,17 @@ def steps_within(total: int, step_seconds: float, budget_minutes: float | None) 
     return max(1, min(total, fit))
 
 
-def planned_total(ckpt_dir: Path, compute) -> tuple[int, float | None]:
+def planned_total(ckpt_dir: Path, compute, write: bool = True) -> tuple[int, float | None]:
     """(steps, probe seconds per step): read from ``ckpt_dir/plan.json`` when a run is resumed,
-    else ``compute()`` and written there."""
+    else ``compute()`` and written there (by the main process only: ``write``)."""
     path = ckpt_dir / "plan.json"
     if path.is_file():
         plan = json.loads(path.read_text())
         return int(plan["total"]), plan.get("step_seconds")
     total, seconds = compute()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"total": total, "step_seconds": seconds}))
+    if write:
+        from distill.artifacts import write_json
+
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"total": total, "step_seconds": seconds})
     return total, seconds

@@ -194,13 +194,15 @@ def _budgeted(config, accelerator, model, loss_fn, examples, texts, total: int, 
         return total, None
 
     def compute():
-        rows = examples[: config.batch_size * config.grad_accum]
-        seconds = probe_step_seconds(model, loss_fn, rows, *texts, config)
+        # one micro-batch, times the micro-batches of an optimizer step (a batch of
+        # batch_size * grad_accum at once could exceed the memory grad_accum was set to save)
+        rows = examples[: config.batch_size]
+        seconds = config.grad_accum * probe_step_seconds(model, loss_fn, rows, *texts, config)
         slowest = accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max")
         seconds = float(slowest.item())
         return steps_within(total, seconds, config.time_budget), round(seconds, 3)
 
-    return planned_total(ckpt_dir, compute)
+    return planned_total(ckpt_dir, compute, write=accelerator.is_main_process)
 
 
 def resume(
