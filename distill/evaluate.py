@@ -30,7 +30,7 @@ from distill.models import load_bi_encoder, resolve_model
 from distill.querysets import load_query_set
 from distill.rerank import judge_qrels, rerank
 from distill.serving import serving_table
-from teachers.precision import apply_precision
+from teachers.precision import apply_precision, pairs_per_second
 from teachers.scoring import (
     check_teacher,
     describe_members,
@@ -137,12 +137,23 @@ def _rerank_systems(
         for q in list(queries)[:8]
         for d in metrics.trec_order(first.get(q, {}))[:12]
     ]
-    apply_precision(teacher, "exact", check, echo)  # fp32, via onnxruntime where it matches
+    backends = apply_precision(teacher, "exact", check, echo)  # fp32, onnxruntime where it matches
+    reranked = ("teacher" in systems) + ("cascade" in systems)  # candidate lists per query
+    depth = rerank_depth(
+        config.rerank_k, reranked * len(queries), pairs_per_second(backends), config.time_budget
+    )
+    if depth < config.rerank_k:
+        echo(
+            f"teacher reranks the top {depth} (cut from {config.rerank_k} to fit the time budget of "
+            f"{config.time_budget:g} min: {reranked * len(queries):,} rankings at "
+            f"{pairs_per_second(backends):.0f} pairs/s)",
+            err=True,
+        )
     if "teacher" in systems:
-        console.detail(echo, f"teacher reranking the top {config.rerank_k} of {config.first_stage}")
+        console.detail(echo, f"teacher reranking the top {depth} of {config.first_stage}")
         member_runs: dict[str, retrieval.Ranking] = {}
         runs["teacher"] = rerank(
-            teacher, queries, corpus, first, config.rerank_k, config.batch_size, member_runs
+            teacher, queries, corpus, first, depth, config.batch_size, member_runs
         )
         for name, ranking in member_runs.items():  # each ensemble member alone, same candidates
             runs[f"teacher:{name}"] = ranking
@@ -150,12 +161,25 @@ def _rerank_systems(
         systems[at:at] = [f"teacher:{name}" for name in member_runs]
     if "cascade" in systems:
         runs["cascade"] = rerank(
-            teacher, queries, corpus, runs["student"], config.rerank_k, config.batch_size
+            teacher, queries, corpus, runs["student"], depth, config.batch_size
         )
     line = window_line(window_stats(teacher), pooling_of(teacher))
     if line:
         echo(line, err=True)
-    return teacher
+    return teacher, depth
+
+
+MIN_RERANK = 10  # NDCG@10 needs ten candidates: a cut never goes below this
+
+
+def rerank_depth(k: int, rankings: int, rate: float | None, budget_min: float | None) -> int:
+    """How deep the teacher reranks: ``k``, or what fits ``budget_min`` minutes of scoring
+    ``rankings`` candidate lists at ``rate`` pairs/s (never under MIN_RERANK, never over k).
+    The cost of reranking grows with the test queries, which a user's data sets, not us."""
+    if budget_min is None or not rate or rankings <= 0:
+        return k
+    fits = int(rate * 60 * budget_min / rankings)
+    return min(k, max(MIN_RERANK, fits))
 
 
 @dataclass
@@ -287,9 +311,9 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
     corpus = dataset.corpus
     queries, real_qrels, systems = _plan(config, dataset)
     runs, bi = _retrieve(config, corpus, queries, systems, echo)
-    teacher, windows = None, None
+    teacher, windows, depth = None, None, None
     if "teacher" in systems or "cascade" in systems:
-        teacher = _rerank_systems(config, corpus, queries, systems, runs, echo)
+        teacher, depth = _rerank_systems(config, corpus, queries, systems, runs, echo)
         windows = window_stats(teacher) | {"pooling": pooling_of(teacher)}  # before timing
     shown = {s: runs[s] for s in systems}
     found = _compare(config, queries, corpus, shown, real_qrels)
@@ -298,7 +322,7 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
         if config.cost
         else {}
     )
-    extras = {"serving": [], "teacher_windows": windows}  # windows: counted before timing
+    extras = {"serving": [], "teacher_windows": windows, "teacher_rerank_depth": depth}
     if config.cost and config.serving and "student" in bi and real_qrels is not None:
         extras["serving"] = serving_table(
             bi["student"].model,

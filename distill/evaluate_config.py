@@ -68,6 +68,13 @@ class EvaluateConfig:
             "help": "the student's serving table (torch / ONNX fp32 / ONNX int8 encoders; fp32, int8, binary embeddings): NDCG@10, p50 latency, index MB (with --cost)"
         },
     )
+    time_budget: float | None = field(
+        default=10.0,
+        metadata={
+            "help": "minutes for the teacher's reranking at most, at the rate measured on this machine: the depth reranked is cut to fit (never under 10), and the report says so (null in a config: no limit)",
+            "range": "(0, inf)",
+        },
+    )
     cost_queries: int = field(
         default=50, metadata={"help": "queries timed for latency", "range": "[1, inf)"}
     )

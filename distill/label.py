@@ -55,14 +55,13 @@ from distill.label_plan import (
     budget_note,
     is_current,
     pair_list,
-    pairs_per_second,
     plan_shards,
 )
 from distill.label_shards import label_shard
 from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
-from teachers.precision import apply_precision, spearman
+from teachers.precision import apply_precision, pairs_per_second, spearman
 from teachers.scoring import window_line, window_stats
 
 
@@ -165,7 +164,7 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     }
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows
-    settings["order"] = "shuffled"  # shards of the sorted order (before budgets) are not reused
+    settings["order"] = "labelled first"  # shards of an earlier order are not reused
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 

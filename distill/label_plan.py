@@ -21,13 +21,20 @@ def pair_list(
     include_positives: bool,
     max_added: int | None = None,
 ) -> list[tuple[str, str]]:
-    """Distinct (qid, did) pairs in the labelling order: queries in a seeded random order (so
-    that labelling cut short by its time budget holds a random sample of them), candidates by
-    rank, then gold positives the candidates missed (``max_added`` of them at most, a sample
-    seeded by the query id)."""
+    """Distinct (qid, did) pairs in the labelling order: queries with gold positives first,
+    then the others (unlabelled or pseudo-queries), each group in a seeded random order (so
+    that labelling cut short by its time budget holds a random sample, and keeps the labelled
+    queries, which carry the gold positives and the label guard's check, before any other);
+    candidates by rank, then gold positives the candidates missed (``max_added`` of them at
+    most, a sample seeded by the query id)."""
     pairs: list[tuple[str, str]] = []
-    order = sorted(set(candidates) | (set(qrels or {}) if include_positives else set()))
-    random.Random(0).shuffle(order)
+    every = sorted(set(candidates) | (set(qrels or {}) if include_positives else set()))
+    gold = {q for q, docs in (qrels or {}).items() if any(g > 0 for g in docs.values())}
+    labelled = [q for q in every if q in gold]
+    others = [q for q in every if q not in gold]
+    random.Random(0).shuffle(labelled)
+    random.Random(0).shuffle(others)
+    order = labelled + others
     for qid in order:
         docs = list(candidates.get(qid, []))
         if include_positives and qrels:
@@ -89,15 +96,6 @@ def budget_note(config, todo: int, rate: float | None) -> str:
             "(whole shards, queries in a seeded random order)"
         )
     return note
-
-
-def pairs_per_second(backends: list[dict]) -> float | None:
-    """Pairs/s of the whole teacher from its members' measured rates (they score one after
-    another), or None when a member was not timed."""
-    rates = [max(b.get("pairs_per_s", {}).values(), default=0) for b in backends]
-    if not rates or min(rates) <= 0:
-        return None
-    return 1 / sum(1 / r for r in rates)
 
 
 def is_current(out: Path, config, plan: Plan, key: str) -> bool:

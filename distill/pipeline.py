@@ -2,8 +2,10 @@
 baseline), evaluate, in one run folder; each stage skipped when its output is current.
 
 The config is one YAML file: ``run`` (the run folder), ``data`` (BEIR folder or beir:NAME),
-and one section per stage holding that stage's own config keys (``teach``, ``mine``,
-``label``, ``student``, ``baseline``, ``evaluate``). The pipeline fills in the links between
+and one section per stage holding that stage's own config keys (``queries``, ``teach``,
+``mine``, ``label``, ``student``, ``baseline``, ``evaluate``). ``queries`` and ``baseline``
+run only when their section is there; the pseudo-queries of ``queries`` are added to the
+queries mined, labelled by the teacher and trained on (the teacher decides their positives). The pipeline fills in the links between
 stages (where the teacher, the candidates and the labels are), so a section names only what
 differs from the defaults.
 
@@ -32,6 +34,7 @@ from distill.stages import PIPELINE
 
 STAGES = tuple(s.name for s in PIPELINE)  # in running order; see distill.stages
 STATE = "pipeline.json"
+OPTIONAL = ("queries", "baseline")  # stages that run only when the config has their section
 
 
 @dataclass
@@ -81,7 +84,10 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
     stages = _stages()
     folder = {name: str(run_dir / s.folder) for name, s in stages.items()}
     mine_queries = (raw.get("mine") or {}).get("queries", "train")
+    if "queries" in raw:  # pseudo-queries join the mined, labelled and trained queries
+        mine_queries = f"{mine_queries},{Path(folder['queries']) / 'queries.jsonl'}"
     links: dict[str, dict[str, Any]] = {
+        "queries": {},
         "teach": {},
         "mine": {"queries": mine_queries},
         "label": {
@@ -97,7 +103,7 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
         links["evaluate"]["supervised"] = folder["baseline"]
     configs: dict[str, Any] = {}
     for name, stage in stages.items():
-        if name == "baseline" and "baseline" not in raw:
+        if name in OPTIONAL and name not in raw:
             continue
         section = raw.get(name) or {}
         if not isinstance(section, dict):
@@ -119,6 +125,8 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
             k[len(name) + 1 :]: v for k, v in lines.items() if k.startswith(name + ".")
         }
         merged = {**links[name], **section, "data": dataset, "output": folder[name]}
+        if name == "mine":  # the section's queries, and the pseudo-queries when there are any
+            merged["queries"] = mine_queries
         try:
             configs[name] = cfg.from_mapping(
                 stage.config_cls, merged, path=path, lines=section_lines

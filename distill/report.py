@@ -102,6 +102,12 @@ def markdown(result: dict[str, Any]) -> str:
         notes.append(
             f"Per query the student is {speed}x faster than the teacher reranking {result['cost']['teacher']['rerank_k']} candidates."
         )
+    depth, asked = result.get("teacher_rerank_depth"), result.get("config", {}).get("rerank_k")
+    if depth and asked and depth < asked:
+        notes.append(
+            f"The teacher reranked the top {depth} of each query, not {asked}: the evaluation's "
+            f"time budget ({result['config'].get('time_budget')} min) cut it."
+        )
     windows = result.get("teacher_windows") or {}
     if windows.get("pairs"):
         notes.append(

@@ -67,6 +67,7 @@ TABLE: tuple[Stage, ...] = (
         "distill.queries",
         "QueriesConfig",
         "Pseudo-queries from the documents (generator, sentence or title), for unlabeled corpora.",
+        folder="queries",  # in a pipeline only when its config has a queries section
     ),
     Stage(
         "audit",
@@ -91,6 +92,7 @@ TABLE: tuple[Stage, ...] = (
         "MineConfig",
         "Top-k candidates per query from BM25, dense retrieval (faiss), or both fused.",
         folder="mine",
+        reads=("queries",),
     ),
     Stage(
         "label",

@@ -93,7 +93,19 @@ def size_run(
     return steps, min(max(eval_steps, -(-steps // evals)), steps)
 
 
-def _plan(name: str, trainer, model, evaluator, batch_size: int, config, echo) -> None:
+def budget_left(budget_min: float | None, spent_s: float) -> float | None:
+    """Minutes of a member's time budget left for training once ``spent_s`` went to loading,
+    validating the start and the warm-up (on 300 validation queries of a slow model that is
+    minutes, which a budget on training alone left out); never under a tenth of the budget,
+    so a member still trains some steps. None: no budget."""
+    if budget_min is None:
+        return None
+    return max(budget_min / 10, budget_min - spent_s / 60)
+
+
+def _plan(
+    name: str, trainer, model, evaluator, batch_size: int, budget_min: float | None, echo
+) -> None:
     """Size the run and print its plan: steps, validations and a time estimate from timing the
     model on 32 validation pairs (a training step costs about 3 forward passes of its texts:
     forward, backward, update). With a time budget the steps are cut to fit it, so that the
@@ -111,10 +123,10 @@ def _plan(name: str, trainer, model, evaluator, batch_size: int, config, echo) -
     first = trainer.train_dataset[0]
     texts = len(first["docs"]) if "docs" in first else 1
     step_s, eval_s = batch_size * texts * per_pair * 3, evaluator.scored * per_pair
-    planned, every = size_run(steps, step_s, eval_s, args.eval_steps, config.time_budget)
+    planned, every = size_run(steps, step_s, eval_s, args.eval_steps, budget_min)
     cut = ""
     if planned < steps:
-        cut = f", cut from {steps:,} to fit the time budget of {config.time_budget:g} min"
+        cut = f", cut from {steps:,} to fit the {budget_min:.0f} min left of the time budget"
         steps = args.max_steps = planned
     args.eval_steps = args.save_steps = every
     evals = -(-steps // every)  # and one at the last step (distill.progress)
@@ -211,9 +223,18 @@ def _build_member(
 
 
 def _fit_member(
-    name: str, model, evaluator, d: TeachData, r: Recipe, config: TeachConfig, out: Path, echo
+    name: str,
+    model,
+    evaluator,
+    d: TeachData,
+    r: Recipe,
+    config: TeachConfig,
+    out: Path,
+    echo,
+    budget_min: float | None = None,
 ) -> dict[str, Any]:
-    """Fit: train the model on the labeled data, keeping the best checkpoint; its figures."""
+    """Fit: train the model on the labeled data, keeping the best checkpoint; its figures.
+    ``budget_min``: the minutes of the member's time budget left for this (None: no budget)."""
     from sentence_transformers.cross_encoder import (
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
@@ -253,12 +274,12 @@ def _fit_member(
             EarlyStoppingCallback(early_stopping_patience=config.patience),
             *trainer_callbacks(
                 f"teaching {name}",
-                None if config.time_budget is None else 60 * config.time_budget,
+                None if budget_min is None else 60 * budget_min,
             ),
         ],
     )
     console.trainer_printer_off(trainer)
-    _plan(name, trainer, model, evaluator, batch_size, config, echo)
+    _plan(name, trainer, model, evaluator, batch_size, budget_min, echo)
     trainer.train()
     fitted = dict(
         loss=loss_name,
@@ -329,6 +350,7 @@ def train_member(
     """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
     from teachers.evaluator import RerankEvaluator
 
+    member_started = time.time()  # the time budget covers the start's validation and the warm-up
     kind, r, model = _build_member(
         start, d, config, max_length=max_length, lr=lr, epochs=epochs, echo=echo
     )
@@ -354,7 +376,8 @@ def train_member(
     if train and r.warmup and d.warmup:
         figures["warmup"] = _warm_up(model, d, r, config, out, echo)
     if train:
-        figures.update(_fit_member(name, model, evaluator, d, r, config, out, echo))
+        left = budget_left(config.time_budget, time.time() - member_started)
+        figures.update(_fit_member(name, model, evaluator, d, r, config, out, echo, left))
     after = _validated_best(evaluator, figures) or {
         k.removeprefix("val_"): v for k, v in evaluator(model).items()
     }

@@ -87,6 +87,15 @@ def _exact_backend(member, check_pairs, echo) -> dict:
     return record
 
 
+def pairs_per_second(backends: list[dict]) -> float | None:
+    """Pairs/s of the whole teacher from its members' measured rates (they score one after
+    another), or None when a member was not timed."""
+    rates = [max(b.get("pairs_per_s", {}).values(), default=0) for b in backends]
+    if not rates or min(rates) <= 0:
+        return None
+    return 1 / sum(1 / r for r in rates)
+
+
 def apply_precision(teacher, precision: str, check_pairs=(), echo=click.echo) -> list[dict]:
     """Put every cross-encoder of ``teacher`` in the requested precision; return the backend
     of each cross-encoder member (for ``exact``, with the timings that chose it)."""

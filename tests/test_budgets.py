@@ -13,7 +13,7 @@ from test_student import _student_argv, labels_dir  # noqa: F401
 
 from distill.labels_io import read_labels
 from students.budget import planned_total, steps_within
-from teachers.member_training import size_run
+from teachers.member_training import budget_left, size_run
 
 
 def test_teach_plan_cuts_steps_and_spaces_validations():
@@ -30,6 +30,15 @@ def test_teach_plan_cuts_steps_and_spaces_validations():
     assert size_run(10, 2.0, 60.0, 50, None) == (10, 10)
     # a budget smaller than one step still trains one
     assert size_run(1000, 100.0, 60.0, 50, 0.01) == (1, 1)
+
+
+def test_teach_budget_counts_the_time_before_training():
+    """Prevents a teach stage that overruns its budget by everything before training (loading,
+    the start's validation, the warm-up: 39 min for a 20-min budget on the many-positive
+    stand-in). By hand: 20 min with 300 s spent leaves 15; with 1,500 s spent, a tenth (2)."""
+    assert budget_left(20, 300) == 15
+    assert budget_left(20, 1500) == 2
+    assert budget_left(None, 1500) is None
 
 
 def test_student_steps_within_budget():
@@ -199,3 +208,16 @@ def test_label_adds_at_most_a_sample_of_missed_positives():
     two = [d for _, d in pair_list(candidates, qrels, True, 2)]
     assert two[:2] == ["b", "a"] and len(two) == 4 and set(two[2:]) <= {"c", "d", "e", "f"}
     assert two == [d for _, d in pair_list(candidates, qrels, True, 2)]
+
+
+def test_label_order_puts_labelled_queries_first():
+    """Prevents a time budget that labels unlabelled or pseudo-queries and leaves the queries
+    with gold positives out (they carry the gold signal and the label guard's check): every
+    query with a gold positive comes before every query without one, each group shuffled."""
+    from distill.label_plan import pair_list
+
+    candidates = {f"u{i}": ["d"] for i in range(30)} | {f"g{i}": ["d"] for i in range(30)}
+    qrels = {f"g{i}": {"x": 1} for i in range(30)} | {"u0": {"y": 0}}  # u0: a grade-0 row only
+    order = list(dict.fromkeys(q for q, _ in pair_list(candidates, qrels, False)))
+    assert set(order[:30]) == {f"g{i}" for i in range(30)}
+    assert order[:30] != sorted(order[:30]) and order[30:] != sorted(order[30:])

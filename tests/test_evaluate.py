@@ -368,3 +368,36 @@ def test_ensemble_members_reported_alone(scifact_slice, tiny_models, tmp_path, c
     assert code == 0, err
     alone = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["metrics"]["teacher:bert"] == pytest.approx(alone["metrics"]["teacher"], abs=1e-4)
+
+
+def test_rerank_depth_fits_the_budget():
+    """Prevents an evaluation whose teacher cost grows without bound with the test queries
+    (1,000 queries x 100 candidates at 45 pairs/s is 37 minutes). By hand: 50 pairs/s for
+    10 min is 30,000 pairs; over 1,000 rankings that is 30 each; over 300, all 100; over
+    100,000 rankings the floor of 10 (NDCG@10 needs ten)."""
+    from distill.evaluate import rerank_depth
+
+    assert rerank_depth(100, 1000, 50.0, 10) == 30
+    assert rerank_depth(100, 300, 50.0, 10) == 100
+    assert rerank_depth(100, 100_000, 50.0, 10) == 10
+    assert rerank_depth(100, 1000, 50.0, None) == 100
+    assert rerank_depth(100, 1000, None, 10) == 100
+
+
+def test_budget_cut_rerank_reads_only_the_top_it_says(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents a budget cut that is said but not applied (or applied but not said): with a
+    budget far below one pair, the teacher reranks base's top 10 only, so its recall@100 is
+    base's recall@10 on every query, and the report says the depth was cut."""
+    out = tmp_path / "e"
+    code, md, err = run_cli(
+        ["evaluate", scifact_slice, "--teacher", tiny_models["bert-cross"], "--base",
+         tiny_models["bert-bi"], "--systems", "base,teacher", "--no-cost", "--rerank-k", "40",
+         "--time-budget", "1e-7", "--measures", "ndcg@10,recall.10,recall@100",
+         "--cache-dir", tmp_path / "cache", "--output", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher_rerank_depth"] == 10
+    assert report["per_query"]["teacher"]["recall@100"] == report["per_query"]["base"]["recall.10"]
+    assert "cut from 40" in err and "reranked the top 10 of each query, not 40" in md

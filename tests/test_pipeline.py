@@ -191,3 +191,35 @@ def _check_training_story(run, report):
     ndcg = report["metrics"]["student"]["ndcg@10"]
     assert card.count("## Test figures (distill evaluate)") == 1  # replaced, not appended again
     assert f"| distilled student | {ndcg:.4f} |" in card and "## distill student" in card
+
+
+def test_pseudo_queries_are_a_pipeline_stage(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents pseudo-queries that must be made and wired by hand, or that are made but never
+    labelled: a `queries` section makes them in the run folder, mine and label take them with
+    the train queries (the teacher scores their candidates: no generator-given positive is
+    added), and a second run skips the stage."""
+    import pyarrow.parquet as pq
+
+    from distill.labels_io import read_labels
+
+    run = tmp_path / "run"
+    text = _config(tmp_path / "p.yaml", run, scifact_slice, tiny_models).read_text()
+    config = tmp_path / "p.yaml"
+    config.write_text(text + "queries:\n  method: title\n  max_docs: 12\n")
+    code, _, err = run_cli(["pipeline", config, "--to", "label"], capsys)
+    assert code == 0, err
+    made = [json.loads(line)["_id"] for line in (run / "queries" / "queries.jsonl").open()]
+    assert 0 < len(made) <= 12
+    mined = set(pq.read_table(run / "mine" / "candidates.parquet").column("qid").to_pylist())
+    assert set(made) <= mined
+    rows = read_labels(run / "labels").to_pylist()
+    pseudo = [r for r in rows if r["qid"] in set(made)]
+    assert {r["qid"] for r in pseudo} == set(made)
+    assert all(r["gold"] == -1 for r in pseudo)  # no qrels: the teacher alone decides
+    per_query = {q: sum(r["qid"] == q for r in pseudo) for q in made}
+    assert set(per_query.values()) == {10}  # mine's k candidates, nothing added
+    code, _, err = run_cli(["pipeline", config, "--to", "label"], capsys)
+    assert code == 0, err
+    assert json.loads((run / "pipeline-summary.json").read_text()) == dict.fromkeys(
+        ("queries", "teach", "mine", "label"), "skipped"
+    )
