@@ -39,6 +39,7 @@ def full_report(scifact_slice, tiny_models, tmp_path_factory):
         tiny_models["bert-cross"],
         "--cost-queries",
         "3",
+        "--serving",
         "--output",
         str(out),
         "--cache-dir",
