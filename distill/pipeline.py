@@ -54,6 +54,30 @@ def _stages() -> dict[str, Stage]:
     }
 
 
+def _links(raw: dict, folder: dict[str, str]) -> tuple[dict[str, dict[str, Any]], str]:
+    """What the pipeline fills in for each stage (where the teacher, the candidates and the
+    labels are; which queries are mined, labelled and trained on), and those queries."""
+    mine_queries = (raw.get("mine") or {}).get("queries", "train")
+    if "queries" in raw:  # pseudo-queries join the mined, labelled and trained queries
+        mine_queries = f"{mine_queries},{Path(folder['queries']) / 'queries.jsonl'}"
+    links: dict[str, dict[str, Any]] = {
+        "queries": {},
+        "teach": {},
+        "mine": {"queries": mine_queries},
+        "label": {
+            "candidates": str(Path(folder["mine"]) / "candidates.parquet"),
+            "teacher": folder["teach"],
+            "queries": mine_queries,
+        },
+        "student": {"labels": folder["label"], "queries": mine_queries},
+        "baseline": {"labels": folder["label"], "queries": mine_queries, "loss": "mnrl"},
+        "evaluate": {"student": folder["student"], "teacher": folder["teach"]},
+    }
+    if "baseline" in raw:
+        links["evaluate"]["supervised"] = folder["baseline"]
+    return links, mine_queries
+
+
 def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
     """(run folder, data, {stage: config object}) from a pipeline YAML; errors name file and line."""
     raw, lines = cfg.read_yaml(path)
@@ -83,24 +107,7 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
             )
     stages = _stages()
     folder = {name: str(run_dir / s.folder) for name, s in stages.items()}
-    mine_queries = (raw.get("mine") or {}).get("queries", "train")
-    if "queries" in raw:  # pseudo-queries join the mined, labelled and trained queries
-        mine_queries = f"{mine_queries},{Path(folder['queries']) / 'queries.jsonl'}"
-    links: dict[str, dict[str, Any]] = {
-        "queries": {},
-        "teach": {},
-        "mine": {"queries": mine_queries},
-        "label": {
-            "candidates": str(Path(folder["mine"]) / "candidates.parquet"),
-            "teacher": folder["teach"],
-            "queries": mine_queries,
-        },
-        "student": {"labels": folder["label"], "queries": mine_queries},
-        "baseline": {"labels": folder["label"], "queries": mine_queries, "loss": "mnrl"},
-        "evaluate": {"student": folder["student"], "teacher": folder["teach"]},
-    }
-    if "baseline" in raw:
-        links["evaluate"]["supervised"] = folder["baseline"]
+    links, mine_queries = _links(raw, folder)
     configs: dict[str, Any] = {}
     for name, stage in stages.items():
         if name in OPTIONAL and name not in raw:

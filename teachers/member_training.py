@@ -93,6 +93,18 @@ def size_run(
     return steps, min(max(eval_steps, -(-steps // evals)), steps)
 
 
+def member_share(budget_min: float | None, spent_s: float, members_left: int) -> float | None:
+    """Minutes of the teach stage's time budget for the next trained member: what the stage has
+    left after ``spent_s`` (data preparation, earlier members), shared equally by the
+    ``members_left`` members still to train; never under a tenth of an equal share. None: no
+    budget."""
+    if budget_min is None:
+        return None
+    members_left = max(1, members_left)
+    left = budget_min - spent_s / 60
+    return max(budget_min / members_left / 10, left / members_left)
+
+
 def budget_left(budget_min: float | None, spent_s: float) -> float | None:
     """Minutes of a member's time budget left for training once ``spent_s`` went to loading,
     validating the start and the warm-up (on 300 validation queries of a slow model that is
@@ -345,9 +357,12 @@ def train_member(
     max_length=None,
     lr=None,
     epochs=None,
+    budget_min: float | None = None,
     echo=click.echo,
 ) -> dict[str, Any]:
-    """Train (or just load) one cross-encoder; save it, calibrated, into ``out``."""
+    """Train (or just load) one cross-encoder; save it, calibrated, into ``out``.
+    ``budget_min``: this member's minutes (:func:`member_share`), loading and validating its
+    start included; None: no limit."""
     from teachers.evaluator import RerankEvaluator
 
     member_started = time.time()  # the time budget covers the start's validation and the warm-up
@@ -376,7 +391,7 @@ def train_member(
     if train and r.warmup and d.warmup:
         figures["warmup"] = _warm_up(model, d, r, config, out, echo)
     if train:
-        left = budget_left(config.time_budget, time.time() - member_started)
+        left = budget_left(budget_min, time.time() - member_started)
         figures.update(_fit_member(name, model, evaluator, d, r, config, out, echo, left))
     after = _validated_best(evaluator, figures) or {
         k.removeprefix("val_"): v for k, v in evaluator(model).items()

@@ -159,7 +159,7 @@ class TeachConfig:
     time_budget: float | None = field(
         default=20.0,
         metadata={
-            "help": "minutes of training per member at most (validations included): the plan cuts the steps to fit, the clock stops the rest, and the best checkpoint so far is kept (null in a config: no limit)",
+            "help": "minutes for the whole stage (data preparation, validations and every trained member; members share what is left equally): each member's plan cuts its steps to fit, the clock stops the rest, and the best checkpoint so far is kept (null in a config: no limit)",
             "range": "(0, inf)",
         },
     )

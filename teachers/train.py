@@ -33,7 +33,7 @@ import click
 from distill import artifacts
 from distill.pairs import load_labeled
 from teachers import fusion
-from teachers.member_training import TeacherNotBetter, train_member
+from teachers.member_training import TeacherNotBetter, member_share, train_member
 from teachers.teach_config import MemberConfig, TeachConfig
 from teachers.teach_data import prepare
 
@@ -78,8 +78,11 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
     figures: dict[str, Any] = {"data": d.figures, "first_stage": first}
     with artifacts.atomic_path(out, stage="teach", overwrite=config.overwrite) as tmp:
         tmp.mkdir(parents=True)
+        to_train = sum(1 for m in members if m.train)
         for m in members:
             target = tmp if single else tmp / "members" / m.name
+            share = member_share(config.time_budget, time.time() - started, to_train)
+            to_train -= bool(m.train)
             results[m.name] = train_member(
                 m.name,
                 m.model,
@@ -90,6 +93,7 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
                 max_length=m.max_length,
                 lr=m.lr,
                 epochs=m.epochs,
+                budget_min=share if m.train else None,
                 echo=echo,
             )
         baselines = {f"first stage ({config.negatives_from})": first["ndcg@10"]}

@@ -13,7 +13,7 @@ from test_student import _student_argv, labels_dir  # noqa: F401
 
 from distill.labels_io import read_labels
 from students.budget import planned_total, steps_within
-from teachers.member_training import budget_left, size_run
+from teachers.member_training import budget_left, member_share, size_run
 
 
 def test_teach_plan_cuts_steps_and_spaces_validations():
@@ -33,12 +33,20 @@ def test_teach_plan_cuts_steps_and_spaces_validations():
 
 
 def test_teach_budget_counts_the_time_before_training():
-    """Prevents a teach stage that overruns its budget by everything before training (loading,
-    the start's validation, the warm-up: 39 min for a 20-min budget on the many-positive
-    stand-in). By hand: 20 min with 300 s spent leaves 15; with 1,500 s spent, a tenth (2)."""
+    """Prevents a teach stage that overruns its budget by everything before training (data
+    preparation, loading, the start's validation, the warm-up: 32 to 39 min for a 20-min
+    budget on the many-positive stand-in). By hand: 20 min with 300 s spent leaves 15; with
+    1,500 s spent, a tenth (2)."""
     assert budget_left(20, 300) == 15
     assert budget_left(20, 1500) == 2
     assert budget_left(None, 1500) is None
+    # the stage's budget: 20 min, 8 min of data preparation -> 12 for one member, 6 each for
+    # two; 25 min spent -> a tenth of an equal share (2 for one member, 1 each for two)
+    assert member_share(20, 480, 1) == 12
+    assert member_share(20, 480, 2) == 6
+    assert member_share(20, 1500, 1) == 2
+    assert member_share(20, 1500, 2) == 1
+    assert member_share(None, 480, 1) is None
 
 
 def test_student_steps_within_budget():
