@@ -17,7 +17,7 @@ the qrels by the teacher's own graded judgments of the pooled top-k (for data wi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -318,7 +318,14 @@ def run(config: EvaluateConfig, echo=click.echo) -> Path:
     shown = {s: runs[s] for s in systems}
     found = _compare(config, queries, corpus, shown, real_qrels)
     cost = (
-        measure_cost(config, queries, corpus, bi, teacher, config.first_stage)
+        measure_cost(  # the teacher timed at the depth it reranked
+            config if depth is None else replace(config, rerank_k=depth),
+            queries,
+            corpus,
+            bi,
+            teacher,
+            config.first_stage,
+        )
         if config.cost
         else {}
     )

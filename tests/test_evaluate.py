@@ -388,11 +388,12 @@ def test_rerank_depth_fits_the_budget():
 def test_budget_cut_rerank_reads_only_the_top_it_says(scifact_slice, tiny_models, tmp_path, capsys):
     """Prevents a budget cut that is said but not applied (or applied but not said): with a
     budget far below one pair, the teacher reranks base's top 10 only, so its recall@100 is
-    base's recall@10 on every query, and the report says the depth was cut."""
+    base's recall@10 on every query, its latency is timed at that depth, and the report says
+    the depth was cut."""
     out = tmp_path / "e"
     code, md, err = run_cli(
         ["evaluate", scifact_slice, "--teacher", tiny_models["bert-cross"], "--base",
-         tiny_models["bert-bi"], "--systems", "base,teacher", "--no-cost", "--rerank-k", "40",
+         tiny_models["bert-bi"], "--systems", "base,teacher", "--cost-queries", "2", "--rerank-k", "40",
          "--time-budget", "1e-7", "--measures", "ndcg@10,recall.10,recall@100",
          "--cache-dir", tmp_path / "cache", "--output", out],
         capsys,
@@ -400,5 +401,6 @@ def test_budget_cut_rerank_reads_only_the_top_it_says(scifact_slice, tiny_models
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["teacher_rerank_depth"] == 10
+    assert report["cost"]["teacher"]["rerank_k"] == 10  # its latency timed at that depth too
     assert report["per_query"]["teacher"]["recall@100"] == report["per_query"]["base"]["recall.10"]
     assert "cut from 40" in err and "reranked the top 10 of each query, not 40" in md
