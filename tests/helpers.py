@@ -19,3 +19,13 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 __all__ = ["pytest", "run_cli"]
+
+
+def tiny_teach_argv(data, model, out, *extra) -> list:
+    """``distill teach`` on a tiny cross-encoder in a few steps (BM25 negatives, short texts),
+    with ``extra`` options added."""
+    return [
+        "teach", data, "--model", model, "--output", out, "--max-length", "64",
+        "--batch-size", "8", "--negatives", "3", "--val-candidates", "5",
+        "--negatives-from", "bm25", "--allow-worse", *extra,
+    ]  # fmt: skip

@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import run_cli
+from helpers import run_cli, tiny_teach_argv
 from test_label import _label, mined  # noqa: F401  (the module's candidates fixture)
 from test_student import _student_argv, labels_dir  # noqa: F401
 
@@ -192,10 +192,8 @@ def test_teach_validates_its_last_step(scifact_slice, tiny_models, tmp_path, cap
     best-checkpoint reload discarded them. 5 steps validated every 2: at 2, 4 and 5."""
     out = tmp_path / "t"
     code, _, err = run_cli(
-        ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--output", out,
-         "--max-steps", "5", "--eval-steps", "2", "--max-length", "64", "--batch-size", "8",
-         "--negatives", "3", "--val-candidates", "5", "--negatives-from", "bm25",
-         "--patience", "100", "--allow-worse"],
+        tiny_teach_argv(scifact_slice, tiny_models["bert-cross"], out, "--max-steps", "5",
+                        "--eval-steps", "2", "--patience", "100"),
         capsys,
     )  # fmt: skip
     assert code == 0, err

@@ -114,16 +114,14 @@ def test_teach_writes_its_windows_for_label(scifact_slice, tiny_models, tmp_path
     """Prevents `teach --windows max` validating on windows while the saved teacher (hence
     label, evaluate, audit) truncates: the member folder carries windows.json, and loading the
     teacher gives max pooling."""
-    from helpers import run_cli
+    from helpers import run_cli, tiny_teach_argv
 
     from teachers.scoring import load_teacher
 
     out = tmp_path / "t"
     code, _, err = run_cli(
-        ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--output", out,
-         "--max-steps", "2", "--eval-steps", "2", "--max-length", "64", "--batch-size", "8",
-         "--negatives", "3", "--val-candidates", "5", "--negatives-from", "bm25",
-         "--windows", "max", "--allow-worse"],
+        tiny_teach_argv(scifact_slice, tiny_models["bert-cross"], out, "--max-steps", "2",
+                        "--eval-steps", "2", "--windows", "max"),
         capsys,
     )  # fmt: skip
     assert code == 0, err
