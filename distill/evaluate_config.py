@@ -35,6 +35,13 @@ class EvaluateConfig:
         default=None, metadata={"help": "supervised baseline bi-encoder"}
     )
     teacher: str | None = field(default=None, metadata={"help": "cross-encoder teacher"})
+    absent: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "why a system is missing, a line each (set by `distill pipeline` when a stage was refused)",
+            "cli": False,
+        },
+    )
     first_stage: Literal["bm25", "base", "hybrid"] = field(
         default="base", metadata={"help": "what the teacher reranks"}
     )

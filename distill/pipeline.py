@@ -168,6 +168,26 @@ def _key(
     return digest.hexdigest()
 
 
+REFUSALS = "pipeline-refused.json"  # in the run folder: {stage: {"key", "message"}}
+# what evaluate leaves out when a stage it reads was refused (or could not run because of one)
+DROPPED = {
+    "teach": ("teacher", "cascade"),
+    "student": ("student", "cascade"),
+    "baseline": ("supervised",),
+}
+MODEL_OF = {"teacher": "teach", "student": "student", "supervised": "baseline"}
+
+
+def _without(config: Any, missing: dict[str, str]) -> Any:
+    """evaluate's config without the systems whose stage is in ``missing`` ({stage: why}); the
+    report says why each is absent."""
+    drop = {s for name in missing for s in DROPPED.get(name, ())}
+    systems = [s for s in config.chosen() if s not in drop]
+    models = {m: None for m, stage in MODEL_OF.items() if stage in missing}
+    notes = [f"No {stage}: {why}" for stage, why in missing.items()]
+    return replace(config, systems=systems, absent=notes, **models)
+
+
 def run(
     path: str | os.PathLike[str],
     *,
@@ -177,7 +197,12 @@ def run(
     echo=click.echo,
 ) -> Path:
     """Run the pipeline (stages ``start`` forced .. ``stop``); return the run folder.
-    ``dry_run``: only say which stages would run (a stage reading one that would run, would too)."""
+    ``dry_run``: only say which stages would run (a stage reading one that would run, would too).
+
+    A refused stage ships nothing, and the stages that need it do not run; the others go on
+    (evaluate compares what there is and says what is missing), then the pipeline exits 1
+    naming the refusal. A refusal is remembered: a run with the same inputs says it again
+    without re-training (``--from STAGE`` tries again)."""
     for option, value in (("from", start), ("to", stop)):
         if value is not None and value not in STAGES:
             raise InputError(f"unknown stage {value!r} (stages: {', '.join(STAGES)})", field=option)
@@ -185,59 +210,94 @@ def run(
     stages = _stages()
     if not dry_run:
         run_dir.mkdir(parents=True, exist_ok=True)
+    refusals_path = run_dir / REFUSALS
+    refusals = json.loads(refusals_path.read_text()) if refusals_path.is_file() else {}
     forced = False
-    summary = []
+    summary: dict[str, str] = {}
     pending: set[str] = set()  # stages that (would) run in this invocation
+    missing: dict[str, str] = {}  # stages refused, or not run because of a refusal: why
     for name in STAGES:
         if name not in configs:
             continue
         config = configs[name]
         forced = forced or name == start
-        out = Path(config.output)
-        key = _key(name, config, dataset, configs, stages)
-        state = out / STATE
-        current = (
-            (out / artifacts.MANIFEST).is_file()
-            and state.is_file()
-            and json.loads(state.read_text()).get("key") == key
-            and not pending.intersection(stages[name].reads)
-        )
-        if current and not forced:
-            echo(f"[{name}] current, skipped ({out})")
-            summary.append((name, "skipped"))
-            if name == stop:
-                break
-            continue
-        pending.add(name)
-        if dry_run:
-            echo(f"[{name}] would run -> {out}")
-            summary.append((name, "would run"))
-            if name == stop:
-                break
-            continue
-        echo(f"[{name}] running -> {out}")
-        try:
-            stages[name].run(config, echo=echo)
-        except Refused as exc:
-            raise Refused(
-                f"[{name}] refused: {exc.message} The pipeline stopped at {name}."
-            ) from None
-        artifacts.write_json(out / STATE, {"key": key, "stage": name})
-        summary.append((name, "ran"))
+        needs = [r for r in stages[name].reads if r in missing]
+        if needs and name != "evaluate":
+            missing[name] = f"it needs {needs[0]}, which {missing[needs[0]]}"
+            echo(f"[{name}] not run: {missing[name]}")
+            summary[name] = "not run"
+        else:
+            if name == "evaluate" and missing:
+                config = _without(config, missing)
+            key = _key(name, config, dataset, configs, stages)
+            summary[name] = _step(
+                name, config, key, stages, pending, refusals, missing,
+                forced=forced, dry_run=dry_run, echo=echo,
+            )  # fmt: skip
         if name == stop:
             break
     if dry_run:
         return run_dir
-    artifacts.write_json(run_dir / "pipeline-summary.json", dict(summary))
+    artifacts.write_json(refusals_path, refusals)
+    artifacts.write_json(run_dir / "pipeline-summary.json", summary)
+    _finish(run_dir, configs, summary, stop, echo)
+    refused = {n: why for n, why in missing.items() if summary.get(n) == "refused"}
+    if refused:
+        raise Refused(
+            "; ".join(f"[{n}] {why}" for n, why in refused.items())
+            + f" The stages that did not need it ran; see {run_dir / 'pipeline-summary.json'}."
+        )
+    return run_dir
+
+
+def _step(name, config, key, stages, pending, refusals, missing, *, forced, dry_run, echo) -> str:
+    """Run one stage unless it is current (or was refused with these same inputs); what
+    happened: "skipped", "ran", "refused" or "would run"."""
+    out = Path(config.output)
+    state = out / STATE
+    unchanged = not pending.intersection(stages[name].reads) and not forced
+    current = (
+        unchanged
+        and (out / artifacts.MANIFEST).is_file()
+        and state.is_file()
+        and json.loads(state.read_text()).get("key") == key
+    )
+    if current:
+        echo(f"[{name}] current, skipped ({out})")
+        return "skipped"
+    if unchanged and refusals.get(name, {}).get("key") == key:
+        missing[name] = f"was refused: {refusals[name]['message']}"
+        echo(
+            f"[{name}] refused before with these same inputs, not re-run (--from {name} tries again): {refusals[name]['message']}"
+        )
+        return "refused"
+    pending.add(name)
+    if dry_run:
+        echo(f"[{name}] would run -> {out}")
+        return "would run"
+    echo(f"[{name}] running -> {out}")
+    try:
+        stages[name].run(config, echo=echo)
+    except Refused as exc:
+        refusals[name] = {"key": key, "message": exc.message}
+        missing[name] = f"was refused: {exc.message}"
+        echo(f"[{name}] refused, nothing shipped: {exc.message}")
+        return "refused"
+    refusals.pop(name, None)
+    artifacts.write_json(out / STATE, {"key": key, "stage": name})
+    return "ran"
+
+
+def _finish(run_dir: Path, configs: dict, summary: dict[str, str], stop, echo) -> None:
+    """Say where the run stopped, or show a report evaluate did not print in this run."""
     if stop is not None and stop != "evaluate":
         echo(f"stopped after {stop}")
-        return run_dir
+        return
     report = Path(configs["evaluate"].output)
-    if (report / "report.md").is_file() and dict(summary).get("evaluate") != "ran":
+    if (report / "report.md").is_file() and summary.get("evaluate") != "ran":
         echo("")  # evaluate printed its table when it ran; a skipped one is shown here
         echo((report / "report.md").read_text())
         echo(f"HTML report: {(report / 'report.html').resolve()}")
-    return run_dir
 
 
 DEFAULT_LABELS = "runs/labels"

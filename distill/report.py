@@ -86,7 +86,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|" + "|".join(" --- " for _ in header) + "|",
         *("| " + " | ".join(r) + " |" for r in rows),
     ]
-    notes = []
+    notes = list(result.get("config", {}).get("absent") or [])
     if result.get("student_recovers_teacher_gain") is not None:
         notes.append(
             f"The student recovers {result['student_recovers_teacher_gain']:.0%} of the teacher's NDCG@10 gain over base."

@@ -140,10 +140,11 @@ def test_teach_refuses_a_backwards_teacher(
     assert not out.exists()
 
 
-def test_pipeline_stops_at_the_refused_stage(
+def test_pipeline_runs_nothing_that_needs_a_refused_teacher(
     scifact_slice, tiny_models, tmp_path, capsys, monkeypatch
 ):
-    """Prevents a pipeline that goes on (or reports success) after a stage was refused."""
+    """Prevents a pipeline that labels, trains or reports a student after its teacher was
+    refused, or that exits 0 after a refusal."""
     _backwards_predict(monkeypatch)
     run = tmp_path / "run"
     config = tmp_path / "p.yaml"
@@ -152,11 +153,15 @@ def test_pipeline_stops_at_the_refused_stage(
         "teach:\n  negatives_from: bm25\n  val_fraction: 0.5\n  val_candidates: 10\n"
         f"  warmup_pairs: 0\n  members:\n    - {{name: b, model: {tiny_models['bert-cross']}, train: false}}\n"
         "mine:\n  method: bm25\n  k: 10\n"
+        f"evaluate:\n  base: {tiny_models['bert-bi']}\n  cost_queries: 2\n"
     )
     code, _, err = run_cli(["pipeline", config], capsys)
     line = _refusal(code, err)
-    assert line.startswith("error: [teach] refused:") and "stopped at teach" in line
-    assert not (run / "mine").exists() and not (run / "pipeline-summary.json").exists()
+    assert line.startswith("error: [teach] was refused:") and "first stage (bm25)" in line
+    summary = json.loads((run / "pipeline-summary.json").read_text())
+    assert summary["teach"] == "refused" and summary["label"] == summary["student"] == "not run"
+    assert not (run / "teacher").exists() and not (run / "labels").exists()
+    assert json.loads((run / "report" / "report.json").read_text())["systems"] == ["bm25", "base"]
 
 
 def test_label_keeps_a_teacher_that_beats_the_first_stage(

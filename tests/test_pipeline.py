@@ -223,3 +223,38 @@ def test_pseudo_queries_are_a_pipeline_stage(scifact_slice, tiny_models, tmp_pat
     assert json.loads((run / "pipeline-summary.json").read_text()) == dict.fromkeys(
         ("queries", "teach", "mine", "label"), "skipped"
     )
+
+
+def test_a_refused_stage_stops_only_what_needs_it(scifact_slice, tiny_models, tmp_path, capsys):
+    """Prevents a refusal that ends the whole run with no report (the user then runs the
+    baseline and the evaluation by hand), a refused stage whose dependants run on its
+    half-made output, a report silent on the missing system, and a re-run that trains a
+    refused stage again for the same answer. Here a random tiny teacher ranks BM25's
+    candidates worse than BM25 on the train queries, so label's guard refuses it."""
+    run = tmp_path / "run"
+    config = _config(tmp_path / "p.yaml", run, scifact_slice, tiny_models)
+    config.write_text(config.read_text().replace("  allow_worse: true\nstudent:", "student:"))
+    code, out, err = run_cli(["pipeline", config], capsys)
+    assert code == 1, err
+    assert "[label] refused, nothing shipped" in out
+    assert "[label] was refused: the teacher ranks the candidates worse" in err
+    summary = json.loads((run / "pipeline-summary.json").read_text())
+    assert summary == {
+        "teach": "ran",
+        "mine": "ran",
+        "label": "refused",
+        "student": "not run",
+        "baseline": "not run",
+        "evaluate": "ran",
+    }
+    assert not (run / "student").exists() and not (run / "baseline").exists()
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert report["systems"][:3] == ["bm25", "base", "teacher"]  # no student, no cascade
+    assert not {"student", "cascade", "supervised"} & set(report["systems"])
+    md = (run / "report" / "report.md").read_text()
+    assert "No label: was refused" in md and "No student: it needs label" in md
+
+    code, out, err = run_cli(["pipeline", config], capsys)
+    assert code == 1, err
+    assert "[label] refused before with these same inputs, not re-run" in out
+    assert json.loads((run / "pipeline-summary.json").read_text())["evaluate"] == "skipped"
