@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -85,6 +84,11 @@ def _corpus_key(
     return digest.hexdigest()[:24]
 
 
+# Documents encoded between two saved parts of a cached corpus encoding: a killed run loses at
+# most this many; a part of 384-d float32 vectors is 6 MB (a 1M-document corpus has 123 parts).
+CHUNK_DOCS = 4096
+
+
 def encode_corpus(
     model,
     corpus: Mapping[str, Document],
@@ -93,30 +97,71 @@ def encode_corpus(
     batch_size: int = 64,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(doc ids, float32 embeddings), from the cache when this model has seen this corpus."""
+    """(doc ids, float32 embeddings), from the cache when this model has seen this corpus.
+
+    A corpus of more than one chunk is encoded ``CHUNK_DOCS`` documents at a time, with a
+    progress line and ETA in a log; with a cache each chunk is saved as it ends
+    (``corpus-KEY.parts/``), so a killed run resumes from the last saved chunk."""
     from distill.artifacts import atomic_path
 
     doc_ids = list(corpus)
-    cache = None
+    cache = parts = None
     if cache_dir is not None:
         key = _corpus_key(model_path, doc_ids, corpus, getattr(model, "max_seq_length", None))
         cache = Path(cache_dir) / f"corpus-{key}.npy"
         if cache.is_file():
             return doc_ids, np.load(cache, allow_pickle=False)
-    texts = [corpus[d].full_text for d in doc_ids]
-    # encode() already batches by length (longest first), so padding stays small.
-    out = model.encode(
-        texts,
-        batch_size=batch_size,
-        convert_to_numpy=True,
-        # a bar on a terminal; in a log file tqdm writes one unreadable line, so none there
-        show_progress_bar=len(texts) > 1000 and sys.stderr.isatty(),
-    )
-    out = out.astype(np.float32)
+        parts = cache.with_suffix(".parts")
+    chunks = [doc_ids[i : i + CHUNK_DOCS] for i in range(0, len(doc_ids), CHUNK_DOCS)]
+    out = [
+        _encode_chunk(model, corpus, chunk, n, parts, batch_size) for n, chunk in _chunks(chunks)
+    ]
+    emb = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     if cache is not None:
         with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, out, allow_pickle=False)
-    return doc_ids, out
+            np.save(fh, emb, allow_pickle=False)
+        if parts is not None and parts.is_dir():  # distill's own partial files, now in the cache
+            for f in parts.glob("*.npy"):
+                f.unlink()
+            parts.rmdir()
+    return doc_ids, emb
+
+
+def _chunks(chunks: list[list[str]]):
+    """(number, chunk) of every chunk, with a progress line per chunk past the first."""
+    from distill.progress import progress
+
+    if len(chunks) <= 1:
+        yield from enumerate(chunks)
+        return
+    bar = progress(sum(map(len, chunks)), "encoding the corpus", "docs")
+    for n, chunk in enumerate(chunks):
+        yield n, chunk
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _encode_chunk(model, corpus, chunk: list[str], n: int, parts: Path | None, batch_size: int):
+    """One chunk's float32 embeddings: from its saved part, or encoded (and saved)."""
+    from distill.artifacts import atomic_path
+
+    part = None if parts is None else parts / f"{n:06d}.npy"
+    if part is not None and part.is_file():
+        emb = np.load(part, allow_pickle=False)
+        if len(emb) == len(chunk):
+            return emb
+    # encode() already batches by length (longest first), so padding stays small.
+    emb = model.encode(
+        [corpus[d].full_text for d in chunk],
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    ).astype(np.float32)
+    if part is not None:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(part) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, emb, allow_pickle=False)
+    return emb
 
 
 def build_index(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_beir
@@ -94,6 +96,50 @@ def test_corpus_embeddings_are_cached(scifact_slice, tmp_path, tiny_models):
         model, corpus, model_path=tiny_models["bert-bi"], cache_dir=tmp_path
     )
     assert calls == [] and (first == second).all() and len(ids) == len(corpus)
+
+
+def test_a_killed_corpus_encoding_resumes_and_shows_progress(
+    scifact_slice, tmp_path, tiny_models, monkeypatch, capsys
+):
+    """Prevents a long corpus encoding (hours for a million documents on a CPU) that prints
+    nothing to a log and starts again from zero when it is killed: chunks are saved as they
+    end, a re-run encodes only the rest, and the result equals one encode() of the whole
+    corpus."""
+    from distill.data import BeirDataset
+    from distill.models import load_bi_encoder
+
+    monkeypatch.setattr(retrieval, "CHUNK_DOCS", 100)
+    monkeypatch.setenv("DISTILL_PROGRESS_SECONDS", "0")
+    corpus = BeirDataset(scifact_slice).corpus
+    chunks = -(-len(corpus) // 100)
+    assert chunks >= 3
+    model = load_bi_encoder(tiny_models["bert-bi"])
+    original = model.encode
+    calls = []
+
+    def killed_at_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    model.encode = killed_at_third
+    with pytest.raises(KeyboardInterrupt):
+        retrieval.encode_corpus(
+            model, corpus, model_path=tiny_models["bert-bi"], cache_dir=tmp_path
+        )
+    assert not list(tmp_path.glob("corpus-*.npy")) and len(list(tmp_path.glob("*/0*.npy"))) == 2
+    calls.clear()
+    model.encode = lambda *a, **k: calls.append(1) or original(*a, **k)
+    ids, emb = retrieval.encode_corpus(
+        model, corpus, model_path=tiny_models["bert-bi"], cache_dir=tmp_path
+    )
+    assert len(calls) == chunks - 2  # the two saved chunks were not encoded again
+    whole = original([corpus[d].full_text for d in ids], convert_to_numpy=True)
+    np.testing.assert_allclose(emb, whole, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir()] == [next(tmp_path.glob("corpus-*.npy")).name]
+    err = capsys.readouterr().err
+    assert re.search(rf"encoding the corpus: [\d,]+/{len(corpus):,} docs \(\d+%\).*ETA", err)
 
 
 def test_rrf_by_hand():
