@@ -30,7 +30,7 @@ from distill.models import load_bi_encoder, resolve_model
 from distill.querysets import load_query_set
 from distill.rerank import judge_qrels, rerank
 from distill.serving import serving_table
-from teachers.precision import apply_precision, pairs_per_second
+from teachers.precision import apply_precision, first_stage_rates, pairs_per_second
 from teachers.scoring import (
     check_teacher,
     describe_members,
@@ -38,6 +38,7 @@ from teachers.scoring import (
     pooling_of,
     window_line,
     window_stats,
+    windows_per_pair,
 )
 from teachers.windows import Windows
 
@@ -138,15 +139,15 @@ def _rerank_systems(
         for d in metrics.trec_order(first.get(q, {}))[:12]
     ]
     backends = apply_precision(teacher, "exact", check, echo)  # fp32, onnxruntime where it matches
+    backends += first_stage_rates(teacher, check, skip_zero=False)  # every member is reported
     reranked = ("teacher" in systems) + ("cascade" in systems)  # candidate lists per query
-    depth = rerank_depth(
-        config.rerank_k, reranked * len(queries), pairs_per_second(backends), config.time_budget
-    )
+    rate = _rerank_rate(teacher, backends, queries, corpus, first, config)
+    depth = rerank_depth(config.rerank_k, reranked * len(queries), rate, config.time_budget)
     if depth < config.rerank_k:
         echo(
             f"teacher reranks the top {depth} (cut from {config.rerank_k} to fit the time budget of "
             f"{config.time_budget:g} min: {reranked * len(queries):,} rankings at "
-            f"{pairs_per_second(backends):.0f} pairs/s)",
+            f"{rate:.0f} pairs/s)",
             err=True,
         )
     if "teacher" in systems:
@@ -167,6 +168,18 @@ def _rerank_systems(
     if line:
         echo(line, err=True)
     return teacher, depth
+
+
+def _rerank_rate(teacher, backends, queries, corpus, first, config) -> float | None:
+    """Pairs/s the teacher reranks at: its members' timed rates, a windowed cross-encoder's
+    divided by the windows a pair costs it, counted (tokenizing only) on the candidates of up
+    to 32 queries."""
+    sample = [
+        (queries[q], corpus[d].full_text)
+        for q in list(queries)[:32]
+        for d in metrics.trec_order(first.get(q, {}))[: config.rerank_k]
+    ]
+    return pairs_per_second(backends, windows_per_pair(teacher, sample))
 
 
 MIN_RERANK = 10  # NDCG@10 needs ten candidates: a cut never goes below this

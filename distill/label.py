@@ -61,7 +61,7 @@ from distill.label_shards import label_shard
 from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
-from teachers.precision import apply_precision, pairs_per_second, spearman
+from teachers.precision import apply_precision, first_stage_rates, pairs_per_second, spearman
 from teachers.scoring import window_line, window_stats
 
 
@@ -212,7 +212,7 @@ def _read_inputs(config: LabelConfig, dataset) -> _Inputs:
 
 def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, echo):
     """Load the teacher at --precision (checking fidelity on the main process); its figures."""
-    from teachers.scoring import load_teacher, pooling_of
+    from teachers.scoring import load_teacher, pooling_of, windows_per_pair
     from teachers.windows import Windows
 
     queries, corpus, pairs = inputs.queries, inputs.corpus, inputs.pairs
@@ -221,6 +221,7 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, ec
     # the pairs exact mode checks onnxruntime on, and times it against torch with
     check = [(queries[q], corpus[d].full_text) for q, d in pairs[:64]] if plan.owned_shards else []
     backends = apply_precision(teacher, config.precision, check, echo)
+    backends += first_stage_rates(teacher, check, skip_zero=True)
     figures: dict = {
         "pairs": len(pairs),
         "shards": plan.n_shards,
@@ -230,6 +231,10 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, ec
         "score_kind": teacher.score_kind,  # what `score` is: a logit, fused calibrated logits, ...
         "job_key": plan.key,
         "windows_pooling": pooling_of(teacher),
+        # pairs/s is timed on whole pairs; a windowed teacher scores more than one for a long one
+        "windows_per_pair": windows_per_pair(
+            teacher, [(queries[q], corpus[d].full_text) for q, d in pairs[:2000]]
+        ),
     }
     if (
         config.precision not in ("exact", "torch")
@@ -381,7 +386,8 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         )
         return out  # its manifest is left as the run that made the rows wrote it
     teacher, figures = _prepare_teacher(config, state, inputs, plan, echo)
-    _label_owned(config, state, teacher, inputs, plan, pairs_per_second(figures["backends"]), echo)
+    rate = pairs_per_second(figures["backends"], figures.pop("windows_per_pair"))
+    _label_owned(config, state, teacher, inputs, plan, rate, echo)
     state.wait_for_everyone()
     if state.is_main_process:
         _finish(config, state, dataset, inputs, plan, figures, started, echo)

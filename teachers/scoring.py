@@ -300,6 +300,23 @@ def window_stats(teacher) -> dict[str, int]:
     return total
 
 
+def windows_per_pair(teacher, pairs: Sequence[Pair]) -> float:
+    """How many pairs the teacher's slowest-reading cross-encoder scores for each of ``pairs``
+    (1.0 unwindowed; more when long documents are read as windows): a measured pairs/s, timed
+    on whole pairs, is this many times too fast for a windowed teacher."""
+    from teachers.windows import cut
+
+    parts = [m.teacher for m in teacher.members] if teacher.members else [teacher]
+    most = 1.0
+    for part in parts:
+        windows, tokenizer = getattr(part, "windows", None), getattr(part, "tokenizer", None)
+        if not pairs or windows is None or windows.pooling == "first" or tokenizer is None:
+            continue
+        flat, _, _ = cut(tokenizer, list(pairs), part.max_length, windows)
+        most = max(most, len(flat) / len(pairs))
+    return most
+
+
 def window_line(stats: dict[str, int], pooling: str) -> str:
     """One line: how many pairs were too long for the teacher, and what was done with them."""
     if not stats.get("pairs"):

@@ -84,18 +84,11 @@ def pool(scores: np.ndarray, pooling: Pooling) -> float:
     return float((weights * scores).sum() / weights.sum())
 
 
-def score_windowed(
-    score: Callable[[list[tuple[str, str]]], np.ndarray],
-    tokenizer,
-    pairs: Sequence[tuple[str, str]],
-    max_length: int,
-    windows: Windows,
-    stats: dict[str, int],
-    groups_out: list | None = None,
-) -> np.ndarray:
-    """Scores of ``pairs`` with long documents read as windows; ``stats`` accumulates
-    ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored);
-    ``groups_out`` (if given) receives each pair's window scores."""
+def cut(
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, windows: Windows
+) -> tuple[list[tuple[str, str]], list[int], int]:
+    """What scoring ``pairs`` costs: the (query, window) pairs to score, how many windows each
+    pair has, and how many pairs are longer than ``max_length`` (tokenizing only)."""
     queries = list(dict.fromkeys(q for q, _ in pairs))
     documents = list(dict.fromkeys(d for _, d in pairs))
     room = _room(tokenizer, queries, max_length)
@@ -116,6 +109,22 @@ def score_windowed(
         )
         flat += [(query, p) for p in parts]
         counts.append(len(parts))
+    return flat, counts, long_pairs
+
+
+def score_windowed(
+    score: Callable[[list[tuple[str, str]]], np.ndarray],
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_length: int,
+    windows: Windows,
+    stats: dict[str, int],
+    groups_out: list | None = None,
+) -> np.ndarray:
+    """Scores of ``pairs`` with long documents read as windows; ``stats`` accumulates
+    ``pairs``, ``long_pairs`` (longer than ``max_length``) and ``windows`` (pairs scored);
+    ``groups_out`` (if given) receives each pair's window scores."""
+    flat, counts, long_pairs = cut(tokenizer, pairs, max_length, windows)
     raw = np.asarray(score(flat), dtype=np.float32)
     stats["pairs"] = stats.get("pairs", 0) + len(pairs)
     stats["long_pairs"] = stats.get("long_pairs", 0) + long_pairs

@@ -80,6 +80,20 @@ def test_windows_fit_and_cover_the_document(bundled_tokenizer):
     assert windows_of("a short document") == ["a short document"]
 
 
+def test_windows_per_pair_by_hand(bundled_tokenizer):
+    """Prevents a time budget (evaluate's rerank depth, label's plan) that prices a windowed
+    teacher at its unwindowed rate. By hand: "cell" is one token, the query "fish" one, so a
+    64-token window leaves 64 - 3 - 1 = 60 document tokens, 30 apart; a 300-token document has
+    windows starting at 0, 30, ..., 240 (9 windows), a short one 1: 10 for 2 pairs = 5.0."""
+    from teachers.scoring import windows_per_pair
+
+    assert len(bundled_tokenizer("cell " * 300, add_special_tokens=False)["input_ids"]) == 300
+    pairs = [("fish", "cell " * 300), ("fish", "a short note")]
+    model = KeywordCrossEncoder(bundled_tokenizer, max_length=64)
+    assert windows_per_pair(CrossEncoderTeacher(model, windows=Windows("max")), pairs) == 5.0
+    assert windows_per_pair(CrossEncoderTeacher(model, windows=Windows("first")), pairs) == 1.0
+
+
 def test_pooling_by_hand():
     """Prevents a pooling that is not the one named: max, the softmax-weighted mean, first."""
     s = np.array([1.0, 3.0, 2.0], dtype=np.float32)
