@@ -85,12 +85,20 @@ def progress(total: int, desc: str, unit: str = "it", *, initial: int = 0, disab
     return LogProgress(total, desc, unit, initial)
 
 
+def expect_validation(callbacks, seconds: float) -> None:
+    """Tell :func:`trainer_callbacks`' budget what a validation will cost before one has run
+    (an estimate from the plan's probe), so the validation that follows a stop fits too."""
+    for callback in callbacks:
+        if hasattr(callback, "validation_seconds"):
+            callback.validation_seconds = max(callback.validation_seconds, seconds)
+
+
 def trainer_callbacks(desc: str, budget_seconds: float | None = None) -> list:
     """transformers ``TrainerCallback``s: :class:`LogProgress` lines per step when stderr is
     not a terminal (the Trainer's own bar is off then), a validation at the last step (when
     the run validates by steps), and a stop once ``budget_seconds`` of training have passed,
-    less the last validation's time (the stop validates once more; the best checkpoint so far
-    is still the one kept)."""
+    less the last validation's time, or its estimate before one ran (the stop validates once
+    more; the best checkpoint so far is still the one kept)."""
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):

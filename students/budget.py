@@ -51,6 +51,22 @@ def probe_step_seconds(model, loss_fn, rows, queries, corpus, config) -> float:
     return seconds
 
 
+def training_minutes(budget_min: float | None, spent_s: float, reserve_s: float) -> float | None:
+    """Minutes of the stage's time budget left for training, once ``spent_s`` went to reading
+    the labels, loading and validating the start, and ``reserve_s`` is kept for the trained
+    student's validation (on the many-positive stand-in the stage took 20 min of a 15-min
+    budget that counted training alone); never under a tenth of the budget. None: no budget."""
+    if budget_min is None:
+        return None
+    return max(budget_min / 10, budget_min - (spent_s + reserve_s) / 60)
+
+
+def validation_seconds(docs: int, step_seconds: float, texts_per_step: int) -> float:
+    """What encoding ``docs`` documents for the final validation costs, from the probe: a
+    training step is about three forward passes (forward, backward, update) of its texts."""
+    return docs * step_seconds / max(1, 3 * texts_per_step)
+
+
 def steps_within(total: int, step_seconds: float, budget_minutes: float | None) -> int:
     """The most steps of ``step_seconds`` that fit in PLAN_SHARE of the budget (at least 1),
     never more than ``total``."""

@@ -122,13 +122,16 @@ class _Prepared:
     epochs: int
     step_seconds: float | None
     uncut: int  # the steps of ``epochs`` before the time budget
+    train_minutes: float | None  # what the stage's time budget leaves for training
 
 
 def prepare(
     config: StudentConfig, accelerator, model, labels, labels_dir: Path, log_with,
-    texts: tuple[dict, dict], ckpt_dir: Path,
+    texts: tuple[dict, dict], ckpt_dir: Path, stage_started: float, validation_docs: int = 0,
 ) -> _Prepared:  # fmt: skip
-    """Set-up: loss, epoch-0 examples, optimizer, scheduler and index loader, all prepared."""
+    """Set-up: loss, epoch-0 examples, optimizer, scheduler and index loader, all prepared.
+    The time budget is the stage's, from ``stage_started``, keeping room to encode the
+    ``validation_docs`` of the final validation."""
     import torch
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
@@ -147,9 +150,10 @@ def prepare(
     shape = (len(examples_0), config.batch_size, accelerator.num_processes, config.grad_accum)
     epochs = epochs_for(*shape, config.epochs)
     uncut = optimizer_steps(*shape, epochs, config.max_steps)
-    total, step_seconds = _budgeted(
-        config, accelerator, model, loss_fn, examples_0, texts, uncut, ckpt_dir
-    )
+    total, step_seconds, minutes = _budgeted(
+        config, accelerator, model, loss_fn, examples_0, texts, uncut, ckpt_dir,
+        (stage_started, validation_docs),
+    )  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     # accelerate's prepared scheduler steps num_processes times per optimizer step (unless
     # split_batches): size it in those steps, or warm-up and decay end 1/N of the way through
@@ -178,31 +182,48 @@ def prepare(
         )
     return _Prepared(
         model, optimizer, scheduler, index_loader, loss_fn, len(examples_0), counts, total, epochs,
-        step_seconds, uncut,
+        step_seconds, uncut, minutes,
     )  # fmt: skip
 
 
-def _budgeted(config, accelerator, model, loss_fn, examples, texts, total: int, ckpt_dir: Path):
-    """(steps, probe seconds per step): ``total``, cut to what fits the time budget as timed
-    by a probe step on the first batch (the slowest process's time, so all agree); the plan
-    is kept with the checkpoints so a resumed run keeps its schedule."""
+def _budgeted(
+    config, accelerator, model, loss_fn, examples, texts, total: int, ckpt_dir: Path, clock
+):
+    """(steps, probe seconds per step, training minutes): ``total``, cut to what fits the
+    stage's time budget (``clock``: when the stage started, and the documents its final
+    validation encodes) as timed by a probe step on the first batch (the slowest process's
+    time, so all agree); the plan is kept with the checkpoints so a resumed run keeps its
+    schedule."""
     import torch
 
-    from students.budget import planned_total, probe_step_seconds, steps_within
+    from students.budget import (
+        planned_total,
+        probe_step_seconds,
+        steps_within,
+        training_minutes,
+        validation_seconds,
+    )
 
     if config.time_budget is None:
-        return total, None
+        return total, None, None
+    stage_started, validation_docs = clock
+    minutes = training_minutes(config.time_budget, time.time() - stage_started, 0.0)
 
     def compute():
+        nonlocal minutes
         # one micro-batch, times the micro-batches of an optimizer step (a batch of
         # batch_size * grad_accum at once could exceed the memory grad_accum was set to save)
         rows = examples[: config.batch_size]
         seconds = config.grad_accum * probe_step_seconds(model, loss_fn, rows, *texts, config)
         slowest = accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max")
         seconds = float(slowest.item())
-        return steps_within(total, seconds, config.time_budget), round(seconds, 3)
+        per_step = config.batch_size * config.grad_accum * (1 + len(rows[0][1]))  # query + docs
+        reserve = validation_seconds(validation_docs, seconds, per_step)
+        minutes = training_minutes(config.time_budget, time.time() - stage_started, reserve)
+        return steps_within(total, seconds, minutes), round(seconds, 3)
 
-    return planned_total(ckpt_dir, compute, write=accelerator.is_main_process)
+    steps, seconds = planned_total(ckpt_dir, compute, write=accelerator.is_main_process)
+    return steps, seconds, minutes
 
 
 def resume(
@@ -242,7 +263,7 @@ def featurizer(student, accelerator):
 def loop(
     accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
     labels, queries, corpus, config: StudentConfig, ckpt_dir: Path, log_with, total: int,
-    position: tuple[int, int, int],
+    position: tuple[int, int, int], train_minutes: float | None,
 ) -> list[float]:  # fmt: skip
     """Phase 3: the optimizer steps from ``position`` (step, epoch, batches to skip) on, with
     checkpoints, until ``total`` steps or the time budget; returns the loss of each step."""
@@ -252,7 +273,7 @@ def loop(
     step, start_epoch, skip = position
     model.train()
     losses: list[float] = []
-    budget_end = None if config.time_budget is None else time.time() + 60 * config.time_budget
+    budget_end = None if train_minutes is None else time.time() + 60 * train_minutes
     for epoch in itertools.count(start_epoch):  # ``total`` (from the epochs) ends the run
         if step >= total or _out_of_time(budget_end, accelerator):
             break

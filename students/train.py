@@ -68,8 +68,9 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
         )
     temperature, labels = _teacher_units(labels, model, queries, corpus, config, echo)
     t = loop.prepare(
-        config, accelerator, model, labels, labels_dir, log_with, (queries, corpus), ckpt_dir
-    )
+        config, accelerator, model, labels, labels_dir, log_with, (queries, corpus), ckpt_dir,
+        started, 0 if validation is None else len(validation.pool),
+    )  # fmt: skip
     position = loop.resume(accelerator, ckpt_dir, config.grad_accum, t.index_loader, echo)
     features = loop.featurizer(accelerator.unwrap_model(t.model), accelerator)
     counts, total = t.counts, t.total
@@ -87,7 +88,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     )  # fmt: skip
     losses = loop.loop(
         accelerator, t.model, t.optimizer, t.scheduler, t.index_loader, t.loss_fn, features, bar,
-        labels, queries, corpus, config, ckpt_dir, log_with, total, position,
+        labels, queries, corpus, config, ckpt_dir, log_with, total, position, t.train_minutes,
     )  # fmt: skip
     step = position[0] + len(losses)
     bar.close()
@@ -121,7 +122,8 @@ def _budget_note(config: StudentConfig, t) -> str:
     cut = "" if t.total == t.uncut else f", cut from {t.uncut:,} to fit it"
     return (
         f"; about {t.total * t.step_seconds / 60:.0f} min on this machine (probe: "
-        f"{t.step_seconds:.1f} s a step; time budget {config.time_budget:g} min{cut})"
+        f"{t.step_seconds:.1f} s a step; time budget {config.time_budget:g} min for the stage, "
+        f"{t.train_minutes:.1f} of them for training{cut})"
     )
 
 

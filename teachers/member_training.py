@@ -18,7 +18,7 @@ import click
 
 from distill import artifacts, console
 from distill.errors import Refused
-from distill.progress import trainer_callbacks
+from distill.progress import expect_validation, trainer_callbacks
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.recipe import Recipe, build_mean_pool, recipe
 from teachers.teach_config import TeachConfig
@@ -117,12 +117,13 @@ def budget_left(budget_min: float | None, spent_s: float) -> float | None:
 
 def _plan(
     name: str, trainer, model, evaluator, batch_size: int, budget_min: float | None, echo
-) -> None:
+) -> float:
     """Size the run and print its plan: steps, validations and a time estimate from timing the
     model on 32 validation pairs (a training step costs about 3 forward passes of its texts:
     forward, backward, update). With a time budget the steps are cut to fit it, so that the
     learning-rate schedule ends where training ends; validations are spaced so that there
-    are at most MAX_VALIDATIONS of them, taking at most VALIDATION_SHARE of the budget."""
+    are at most MAX_VALIDATIONS of them, taking at most VALIDATION_SHARE of the budget.
+    Returns the estimated seconds of one validation."""
     import torch
 
     args = trainer.args
@@ -150,6 +151,7 @@ def _plan(
         f"min on this machine (probe: "
         f"{per_pair * 1000:.0f} ms per pair forward)"
     )
+    return eval_s
 
 
 def _warm_up(model, d: TeachData, r: Recipe, config: TeachConfig, out: Path, echo) -> dict:
@@ -291,7 +293,8 @@ def _fit_member(
         ],
     )
     console.trainer_printer_off(trainer)
-    _plan(name, trainer, model, evaluator, batch_size, budget_min, echo)
+    validation_s = _plan(name, trainer, model, evaluator, batch_size, budget_min, echo)
+    expect_validation(trainer.callback_handler.callbacks, validation_s)
     trainer.train()
     fitted = dict(
         loss=loss_name,
