@@ -82,7 +82,7 @@ def test_student_budget_cuts_the_run_and_says_so(
         capsys,
     )  # fmt: skip
     assert code == 0, err
-    assert "time budget 1e-05 min, cut from" in err
+    assert "time budget 1e-05 min for the stage" in err and ", cut from" in err
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["figures"]["steps"] == 1
 
@@ -227,3 +227,79 @@ def test_label_order_puts_labelled_queries_first():
     order = list(dict.fromkeys(q for q, _ in pair_list(candidates, qrels, False)))
     assert set(order[:30]) == {f"g{i}" for i in range(30)}
     assert order[:30] != sorted(order[:30]) and order[30:] != sorted(order[30:])
+
+
+def test_budget_stop_keeps_room_for_the_validation_it_triggers(monkeypatch):
+    """Prevents the overrun measured on the many-positive stand-in: teach planned one
+    validation (9,000 pairs, about 2.5 min) at the end, the clock stopped training at the
+    budget, and that validation ran past it. By hand: a 100 s budget with a 30 s validation
+    expected must stop at the first step ending at or after 70 s; without the estimate, at
+    100 s."""
+    from types import SimpleNamespace
+
+    from distill.progress import expect_validation, trainer_callbacks
+
+    clock = [0.0]
+    monkeypatch.setattr("distill.progress.time.time", lambda: clock[0])
+
+    def stops_at(expected_validation: float) -> float:
+        callback = trainer_callbacks("t", budget_seconds=100)[0]
+        expect_validation([callback], expected_validation)
+        args = SimpleNamespace(eval_strategy="steps")
+        state = SimpleNamespace(global_step=0, max_steps=1000)
+        control = SimpleNamespace(
+            should_training_stop=False, should_evaluate=False, should_save=False
+        )
+        clock[0] = 0.0
+        callback.on_train_begin(args, state, control)
+        while not control.should_training_stop:
+            clock[0] += 1.0
+            state.global_step += 1
+            callback.on_step_end(args, state, control)
+        assert control.should_evaluate  # the stop validates once more
+        return clock[0]
+
+    assert stops_at(30.0) == 70.0
+    assert stops_at(0.0) == 100.0
+
+
+def test_teacher_rate_counts_every_member_and_its_windows(tiny_models, scifact_slice):
+    """Prevents a time budget priced on the cross-encoder alone: on the many-positive
+    stand-in, label planned 96 pairs/s from the cross-encoder's timing and labelled at 32,
+    since the ensemble's bi-encoder member embeds every pair's document too. By hand: a
+    cross-encoder at 100 pairs/s reading 2 windows a pair and a bi-encoder member at 50
+    pairs/s take 2/100 + 1/50 = 0.04 s a pair: 25 pairs/s. A member of weight 0 is not scored
+    by label, so it is not timed there."""
+    from distill.data import BeirDataset
+    from teachers.members import BiEncoderScorer
+    from teachers.precision import first_stage_rates, pairs_per_second
+    from teachers.scoring import EnsembleTeacher, Member
+
+    ce = {"backend": "onnxruntime fp32", "pairs_per_s": {"torch": 80.0, "onnxruntime": 100.0}}
+    bi = {"member": "bi", "pairs_per_s": {"score": 50.0}}
+    assert pairs_per_second([ce, bi], windows_per_pair=2.0) == pytest.approx(25.0)
+    assert pairs_per_second([ce]) == pytest.approx(100.0)
+    assert pairs_per_second([ce, {"member": "bm25", "pairs_per_s": {}}]) is None
+
+    corpus = BeirDataset(scifact_slice).corpus
+    pairs = [("cells", corpus[d].full_text) for d in list(corpus)[:6]]
+    scorer = BiEncoderScorer(tiny_models["bert-bi"])
+    kept = first_stage_rates(EnsembleTeacher([Member("bi", scorer, 0.5)]), pairs, skip_zero=True)
+    assert [r["member"] for r in kept] == ["bi"] and kept[0]["pairs_per_s"]["score"] > 0
+    assert (
+        first_stage_rates(EnsembleTeacher([Member("bi", scorer, 0.0)]), pairs, skip_zero=True) == []
+    )
+
+
+def test_student_budget_is_the_stages_by_hand():
+    """Prevents a student budget that counts training alone (the stand-in's student stage took
+    about 20 minutes of its 15: the start's validation before, the trained student's after).
+    By hand: 15 min less 120 s spent and a 180 s final validation leaves 10 min; a budget
+    already spent still trains a tenth of it; 5,183 documents at a third of 8.7 s per 80
+    texts is 5,183 x 8.7 / 240 = 45,092.1 / 240 = 187.88 s."""
+    from students.budget import training_minutes, validation_seconds
+
+    assert training_minutes(15, 120, 180) == pytest.approx(10.0)
+    assert training_minutes(15, 3000, 0) == pytest.approx(1.5)
+    assert training_minutes(None, 120, 180) is None
+    assert validation_seconds(5183, 8.7, 80) == pytest.approx(187.88375)
