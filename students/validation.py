@@ -141,12 +141,13 @@ class Validation:
             f"{len(self.queries)} held-out queries; standard error of the difference {se:.4f}, "
             f"paired p = {p:.2f}"
         )
+        what = "the supervised baseline" if self.config.loss == "mnrl" else "the student"
         self.verdict = {"drop": round(start - student, 4), "standard_error": round(se, 4)}
         if start - student <= se:
             self.verdict["kept"] = "within noise"
-            echo(f"note: the student is below its start within noise ({figures}); kept", err=True)
+            echo(f"note: {what} is below its start within noise ({figures}); kept", err=True)
             return
-        message = f"the student is worse than its start on validation ({figures})."
+        message = f"{what} is worse than its start on validation ({figures})."
         if not allow_worse:
             raise Refused(f"{message} Nothing was saved; pass --allow-worse to keep it anyway.")
         self.verdict["kept"] = "allow_worse"

@@ -155,10 +155,13 @@ def test_student_validation_has_a_floor(n, held):
     assert len(split_validation(queries, qrels, 0.1, 500, 0, floor=50)) == held
 
 
-def _validation(start, student):
+def _validation(start, student, loss="kl"):
+    from types import SimpleNamespace
+
     from students.validation import Validation
 
     v = object.__new__(Validation)
+    v.config = SimpleNamespace(loss=loss)
     v.queries = {f"q{i}": "" for i in range(len(start))}
     v.per_query = {
         "start": dict(zip(v.queries, start, strict=True)),
@@ -184,6 +187,9 @@ def test_student_guard_refuses_a_drop_beyond_noise_only():
     assert "within noise" in lines[0]
     with pytest.raises(Refused, match=r"standard error of the difference 0\.0289"):
         _validation([0.5] * 4, [0.3, 0.4, 0.3, 0.4]).guard(False, print)
+    # the supervised baseline's refusal names it (it read "the student" in a baseline run)
+    with pytest.raises(Refused, match=r"^the supervised baseline is worse than its start"):
+        _validation([0.5] * 4, [0.3, 0.4, 0.3, 0.4], loss="mnrl").guard(False, print)
 
 
 def test_teach_validates_its_last_step(scifact_slice, tiny_models, tmp_path, capsys):
