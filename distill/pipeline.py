@@ -244,7 +244,8 @@ def run(
             break
     if dry_run:
         return run_dir
-    artifacts.write_json(refusals_path, refusals)
+    if refusals or refusals_path.is_file():  # a run with no refusal leaves no empty file
+        artifacts.write_json(refusals_path, refusals)
     artifacts.write_json(run_dir / "pipeline-summary.json", summary)
     _finish(run_dir, configs, summary, stop, echo)
     refused = {n: why for n, why in missing.items() if summary.get(n) == "refused"}

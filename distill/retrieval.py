@@ -128,7 +128,7 @@ def encode_corpus(
 
 
 def _chunks(chunks: list[list[str]]):
-    """(number, chunk) of every chunk, with a progress line per chunk past the first."""
+    """(number, chunk) of every chunk; a corpus of several chunks shows progress per chunk."""
     from distill.progress import progress
 
     if len(chunks) <= 1:
