@@ -9,6 +9,12 @@ The validation split and candidates are rebuilt with the teach stage's own code 
 (same seed), so the figures are comparable with the teacher's validation NDCG@10 in its
 manifest. Prints NDCG@10, pairs (windows) scored and seconds per setting; the settings run one
 after another on the same pairs.
+
+With ``--ensemble FOLDER`` (the teacher folder holding ``ensemble.json`` and ``members/``), each
+setting's cross-encoder scores are also fused with the folder's BM25 and bi-encoder members as
+``distill teach`` fuses them (each member's scores divided by their spread, weights on a 0.1
+grid of the simplex), the weights fitted on one half of the queries and scored on the other
+(2-fold, seeded), so that no setting is scored on the queries its weights were fitted on.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from teachers.teach_data import prepare
 from teachers.windows import Windows, pool, score_windowed
 
 SETTINGS = (("first", 128), ("first", 256), ("max", 128))  # windows scored once, pooled twice
+GRID = 10  # fusion weights in steps of 1/GRID, as teachers.fusion fits them
 
 
 def _ndcg(values, owners, qrels) -> float:
@@ -36,6 +43,42 @@ def _ndcg(values, owners, qrels) -> float:
     for (qid, did), s in zip(owners, values, strict=True):
         run[qid][did] = float(s)
     return metrics.summarize(qrels, run, ["ndcg@10"])["ndcg@10"]
+
+
+def _first_stage_scores(folder: str, pairs) -> dict[str, np.ndarray]:
+    """Unit-spread scores of the ensemble's BM25 and bi-encoder members on ``pairs``."""
+    from pathlib import Path
+
+    out = {}
+    for name in ("bm25", "bi-encoder"):
+        if (Path(folder) / "members" / name).is_dir():
+            values = np.asarray(load_teacher(f"{folder}/members/{name}").score(pairs), float)
+            out[name] = values / (values.std() or 1.0)
+    return out
+
+
+def _fused_cv(ce, others, owners, qrels, seed: int = 0) -> tuple[float, list]:
+    """NDCG@10 of the fusion with weights fitted on the other half of the queries (2-fold)."""
+    import itertools
+
+    members = {"cross-encoder": ce / (ce.std() or 1.0), **others}
+    qids = sorted(qrels)
+    random.Random(seed).shuffle(qids)
+    folds = [set(qids[::2]), set(qids[1::2])]
+    combos = [c for c in itertools.product(range(GRID + 1), repeat=len(members)) if sum(c) == GRID]
+    chosen, per_fold = [], []
+    for fit, score in ((folds[0], folds[1]), (folds[1], folds[0])):
+
+        def value(combo, part):
+            mask = np.array([q in part for q, _ in owners])
+            fused = sum(c / GRID * v for c, v in zip(combo, members.values(), strict=True))
+            kept = [o for o, m in zip(owners, mask, strict=True) if m]
+            return _ndcg(fused[mask], kept, {q: qrels[q] for q in part})
+
+        best = max(combos, key=lambda c: value(c, fit))
+        chosen.append(dict(zip(members, (c / GRID for c in best), strict=True)))
+        per_fold.append(value(best, score) * len(score))
+    return sum(per_fold) / len(qids), chosen
 
 
 def main() -> None:
@@ -46,6 +89,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--max-queries", type=int, default=None, help="a seeded sample of the validation queries"
+    )
+    parser.add_argument(
+        "--ensemble",
+        default=None,
+        help="the teacher folder: also fuse with its first-stage members",
     )
     args = parser.parse_args()
     raw, _ = cfg.read_yaml(args.config)
@@ -64,6 +112,8 @@ def main() -> None:
             owners.append((qid, did))
     qrels = {q: d.qrels[q] for q in chosen}
     print(f"{len(chosen)} validation queries, {len(pairs):,} (query, candidate) pairs")
+    others = _first_stage_scores(args.ensemble, pairs) if args.ensemble else {}
+    fused_rows = []
     print("| setting | NDCG@10 | pairs longer than max_length | pairs scored | seconds |")
     print("| --- | --- | --- | --- | --- |")
     for pooling, length in SETTINGS:
@@ -94,6 +144,15 @@ def main() -> None:
                 f"{stats['windows']:,} | {seconds:.0f} |",
                 flush=True,
             )
+            if others:
+                fused_rows.append((name, *_fused_cv(values, others, owners, qrels)))
+    if fused_rows:
+        print(f"\nfused with {', '.join(others)} (weights fitted on the other half, 2-fold):")
+        print("| cross-encoder setting | ensemble NDCG@10 | weights (fold 1; fold 2) |")
+        print("| --- | --- | --- |")
+        for name, value, weights in fused_rows:
+            shown = "; ".join(", ".join(f"{k} {v:.1f}" for k, v in w.items()) for w in weights)
+            print(f"| {name} | {value:.4f} | {shown} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ beat its start (:class:`TeacherNotBetter`), then calibrate it (Platt) and save i
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
 import time
@@ -31,6 +32,28 @@ class TeacherNotBetter(Refused):
     """The tuned teacher does not beat its start, or the first stage, on honest validation."""
 
 
+def _documents(d: TeachData, config: TeachConfig, model, pairs) -> tuple[list[str], str]:
+    """The document text trained on for each (qid, did): whole (the model truncates it), or
+    with ``train_windows: best`` its window BM25 ranks best for the query; and a note."""
+    texts = [d.documents[doc] for _, doc in pairs]
+    if config.train_windows == "first" or not texts:
+        return texts, ""
+    from teachers.members import BM25Scorer
+    from teachers.windows import best_windows
+
+    queries = [d.queries[q] for q, _ in pairs]
+    chosen, long = best_windows(
+        BM25Scorer.fit(d.corpus_texts).score,
+        model.tokenizer,
+        list(zip(queries, texts, strict=True)),
+        model.max_length,
+    )
+    return (
+        chosen,
+        f"; {long:,} of {len(texts):,} documents longer than max_length trained on their best window (BM25)",
+    )
+
+
 def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
     """(dataset, loss, loss description, per-device batch size) for the recipe."""
     import torch
@@ -39,10 +62,15 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
 
     if r.loss == "listnet":
         lists = listnet_lists(d, config)
+        flat, note = _documents(d, config, model, [(q, x) for q, docs, _ in lists for x in docs])
+        ends = list(itertools.accumulate(len(docs) for _, docs, _ in lists))
         dataset = Dataset.from_dict(
             {
                 "query": [d.queries[q] for q, _, _ in lists],
-                "docs": [[d.documents[x] for x in docs] for _, docs, _ in lists],
+                "docs": [
+                    flat[end - len(docs) : end]
+                    for end, (_, docs, _) in zip(ends, lists, strict=True)
+                ],
                 "labels": [labels for _, _, labels in lists],
             }
         )
@@ -50,24 +78,25 @@ def _training_set(d: TeachData, r: Recipe, config: TeachConfig, model):
             dataset,
             ListNetLoss(model),
             f"ListNet (one list per query: up to {config.list_positives} positives and "
-            f"{config.negatives} negatives sampled for that list)",
+            f"{config.negatives} negatives sampled for that list){note}",
             config.list_batch,
         )
+    texts, note = _documents(d, config, model, [(q, doc) for q, doc, _ in d.train_rows])
     dataset = Dataset.from_dict(
         {
             "query": [d.queries[q] for q, _, _ in d.train_rows],
-            "document": [d.documents[doc] for _, doc, _ in d.train_rows],
+            "document": texts,
             "label": [float(y) for _, _, y in d.train_rows],
         }
     )
     if r.loss == "graded-bce":
-        return dataset, BinaryCrossEntropyLoss(model), "BCE on grade/4", config.batch_size
+        return dataset, BinaryCrossEntropyLoss(model), f"BCE on grade/4{note}", config.batch_size
     pos = sum(1 for _, _, y in d.train_rows if y > 0)
     weight = (len(d.train_rows) - pos) / max(pos, 1)
     return (
         dataset,
         BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(weight)),
-        f"BCE, pos_weight {weight:.2f}",
+        f"BCE, pos_weight {weight:.2f}{note}",
         config.batch_size,
     )
 

@@ -149,6 +149,12 @@ class TeachConfig:
             "help": "documents longer than max_length, at validation, calibration and fusion, and then in label / evaluate (windows.json): first (truncated), or overlapping windows pooled by max or softmax (training reads first windows)"
         },
     )
+    train_windows: Literal["first", "best"] = field(
+        default="first",
+        metadata={
+            "help": "what the cross-encoder trains on of a document longer than max_length: its first window (truncated), or its window BM25 ranks best for the query (the one max pooling would read)"
+        },
+    )
     max_steps: int | None = field(
         default=None,
         metadata={

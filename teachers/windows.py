@@ -11,6 +11,11 @@ beside the query and the special tokens; the next one starts ``stride`` tokens l
 half a window, so each passage is read whole by some window). Windows are cut at the
 tokenizer's character offsets, so each window is the document's own text.
 
+Training can match that scoring (:func:`best_windows`, ``distill teach --train-windows best``):
+each long training document is replaced by its window that a cheap judge (BM25 with the
+corpus statistics) ranks best for the query, the window max pooling would most likely read,
+instead of its first window.
+
 The setting lives in the teacher folder (``windows.json`` beside a cross-encoder's weights,
 written by :func:`save`), so label, evaluate and audit score the way the teacher was set up;
 ``load_teacher(..., windows=...)`` overrides it.
@@ -133,3 +138,22 @@ def score_windowed(
     if groups_out is not None:  # each pair's window scores, for pooling them other ways
         groups_out.extend(groups)
     return np.array([pool(g, windows.pooling) for g in groups], dtype=np.float32)
+
+
+def best_windows(
+    judge: Callable[[list[tuple[str, str]]], np.ndarray],
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_length: int,
+    stride: int | None = None,
+) -> tuple[list[str], int]:
+    """For each (query, document) pair, the document's window that ``judge`` scores highest
+    with the query (the document itself when it fits in ``max_length``), and how many pairs
+    were long. Ties keep the earlier window."""
+    flat, counts, long_pairs = cut(tokenizer, pairs, max_length, Windows("max", stride))
+    scores = np.asarray(judge(flat), dtype=np.float64) if flat else np.zeros(0)
+    out, at = [], 0
+    for n in counts:
+        out.append(flat[at + int(np.argmax(scores[at : at + n]))][1])
+        at += n
+    return out, long_pairs

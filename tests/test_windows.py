@@ -3,6 +3,7 @@ find a relevant passage that truncation cuts off."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -124,10 +125,36 @@ def test_teach_validation_reads_the_windows_label_will(bundled_tokenizer, poolin
     assert evaluator.scored == model.seen and (evaluator.scored > 2) == (pooling == "max")
 
 
+def test_best_window_training_reads_the_planted_passage(bundled_tokenizer):
+    """Prevents a teacher trained on first windows only while max pooling scores the best one:
+    with ``train_windows: best`` a long positive is trained on the window that holds the
+    passage the query is about (which truncation cuts off), the window fits in max_length
+    beside the query, and documents that fit are trained on whole."""
+    from teachers.member_training import _documents
+
+    query = "osteoblast dedifferentiation in fin regeneration"
+    short = "Osteoblasts in a short note."
+    d = SimpleNamespace(
+        queries={"q": query},
+        documents={"filler": FILLER, "planted": PLANTED, "short": short},
+        corpus_texts=[FILLER, PLANTED, short, "An unrelated abstract on heart failure."],
+    )
+    model = SimpleNamespace(tokenizer=bundled_tokenizer, max_length=64)
+    pairs = [("q", "filler"), ("q", "planted"), ("q", "short")]
+    first, _ = _documents(d, SimpleNamespace(train_windows="first"), model, pairs)
+    best, note = _documents(d, SimpleNamespace(train_windows="best"), model, pairs)
+    reader = KeywordCrossEncoder(bundled_tokenizer, max_length=64)  # what training would read
+    assert reader.predict([(query, first[1])])[0] == 0.0  # truncated: the passage is cut off
+    assert reader.predict([(query, best[1])])[0] == 1.0
+    assert best[1] in PLANTED and best[0] in FILLER and best[2] == short
+    assert len(bundled_tokenizer(query, best[1])["input_ids"]) <= 64
+    assert "2 of 3 documents" in note
+
+
 def test_teach_writes_its_windows_for_label(scifact_slice, tiny_models, tmp_path, capsys):
     """Prevents `teach --windows max` validating on windows while the saved teacher (hence
     label, evaluate, audit) truncates: the member folder carries windows.json, and loading the
-    teacher gives max pooling."""
+    teacher gives max pooling. With ``--train-windows best`` the run trains on best windows."""
     from helpers import run_cli, tiny_teach_argv
 
     from teachers.scoring import load_teacher
@@ -135,10 +162,46 @@ def test_teach_writes_its_windows_for_label(scifact_slice, tiny_models, tmp_path
     out = tmp_path / "t"
     code, _, err = run_cli(
         tiny_teach_argv(scifact_slice, tiny_models["bert-cross"], out, "--max-steps", "2",
-                        "--eval-steps", "2", "--windows", "max"),
+                        "--eval-steps", "2", "--windows", "max", "--train-windows", "best"),
         capsys,
     )  # fmt: skip
     assert code == 0, err
     teacher = load_teacher(str(out))
     members = [m.teacher for m in getattr(teacher, "members", [])] or [teacher]
     assert any(getattr(m, "windows", None) == Windows("max") for m in members)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "trained on their best window" in json.dumps(manifest)
+
+
+@pytest.mark.parametrize("precision", ["torch", "onnx", "int8", "onnx-int8"])
+def test_every_cpu_backend_reads_the_windows(tiny_models, precision, tmp_path, monkeypatch):
+    """Prevents a faster backend (onnxruntime, int8) that silently truncates again: with each
+    CPU precision a long document is scored as the same windows, and the pooled score is the
+    max of CrossEncoder.predict on windows cut here by hand (to 1e-6 for fp32, which tells it
+    from the first window's score; closely for int8)."""
+    from sentence_transformers import CrossEncoder
+    from torch.nn import Identity
+
+    from teachers.precision import apply_precision
+    from teachers.scoring import load_teacher
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))  # the ONNX export goes to a temp cache
+    query, document = "fin regeneration", PLANTED[:600]
+    reference = CrossEncoder(tiny_models["bert-cross"], max_length=32)
+    ids = reference.tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)
+    room = 32 - 3 - len(reference.tokenizer(query, add_special_tokens=False)["input_ids"])
+    spans, parts = ids["offset_mapping"], []
+    for start in range(0, len(spans), room // 2):  # windows of `room` tokens, half a window apart
+        end = min(start + room, len(spans))
+        parts.append(document[spans[start][0] : spans[end - 1][1]])
+        if end == len(spans):
+            break
+    each = reference.predict([(query, p) for p in parts], activation_fn=Identity())
+    expected = each.max()
+    assert expected > each[0] + 5e-6  # the first window alone (truncation) is told apart below
+    teacher = load_teacher(tiny_models["bert-cross"], max_length=32, windows=Windows("max"))
+    apply_precision(teacher, precision, [(query, document)], lambda *a, **k: None)
+    score = teacher.score([(query, document), (query, "short")])
+    assert teacher.window_stats["long_pairs"] == 1 and teacher.window_stats["windows"] > 2
+    tolerance = 1e-6 if precision in ("torch", "onnx") else 0.05  # int8 weights: close only
+    assert score[0] == pytest.approx(float(expected), abs=tolerance)
