@@ -35,7 +35,6 @@ from teachers.teach_data import prepare
 from teachers.windows import Windows, pool, score_windowed
 
 SETTINGS = (("first", 128), ("first", 256), ("max", 128))  # windows scored once, pooled twice
-GRID = 10  # fusion weights in steps of 1/GRID, as teachers.fusion fits them
 
 
 def _ndcg(values, owners, qrels) -> float:
@@ -57,28 +56,34 @@ def _first_stage_scores(folder: str, pairs) -> dict[str, np.ndarray]:
     return out
 
 
+class _Fold:
+    """The ``evaluate_scores`` of teachers.fusion's weight search, on one fold of the queries."""
+
+    def __init__(self, owners, qrels, part) -> None:
+        self.mask = np.array([q in part for q, _ in owners])
+        self.owners = [o for o, m in zip(owners, self.mask, strict=True) if m]
+        self.qrels = {q: qrels[q] for q in part}
+
+    def evaluate_scores(self, scores) -> dict[str, float]:
+        return {"ndcg@10": _ndcg(np.asarray(scores)[self.mask], self.owners, self.qrels)}
+
+
 def _fused_cv(ce, others, owners, qrels, seed: int = 0) -> tuple[float, list]:
-    """NDCG@10 of the fusion with weights fitted on the other half of the queries (2-fold)."""
-    import itertools
+    """NDCG@10 of the fusion with weights fitted (by ``distill teach``'s own grid search) on
+    the other half of the queries (2-fold)."""
+    from teachers.fusion import _fit_weights
 
     members = {"cross-encoder": ce / (ce.std() or 1.0), **others}
     qids = sorted(qrels)
     random.Random(seed).shuffle(qids)
     folds = [set(qids[::2]), set(qids[1::2])]
-    combos = [c for c in itertools.product(range(GRID + 1), repeat=len(members)) if sum(c) == GRID]
-    chosen, per_fold = [], []
+    chosen, total = [], 0.0
     for fit, score in ((folds[0], folds[1]), (folds[1], folds[0])):
-
-        def value(combo, part):
-            mask = np.array([q in part for q, _ in owners])
-            fused = sum(c / GRID * v for c, v in zip(combo, members.values(), strict=True))
-            kept = [o for o, m in zip(owners, mask, strict=True) if m]
-            return _ndcg(fused[mask], kept, {q: qrels[q] for q in part})
-
-        best = max(combos, key=lambda c: value(c, fit))
-        chosen.append(dict(zip(members, (c / GRID for c in best), strict=True)))
-        per_fold.append(value(best, score) * len(score))
-    return sum(per_fold) / len(qids), chosen
+        weights = _fit_weights(members, _Fold(owners, qrels, fit))
+        fused = sum(w * members[n] for n, w in weights.items())
+        total += _Fold(owners, qrels, score).evaluate_scores(fused)["ndcg@10"] * len(score)
+        chosen.append(weights)
+    return total / len(qids), chosen
 
 
 def main() -> None:
