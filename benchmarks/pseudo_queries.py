@@ -1,6 +1,6 @@
 """How good are the offline pseudo-query methods on SciFact? (a measurement, not a test)
 
-For each method of ``distill queries`` (sentence, title), pseudo-queries are made from a seeded
+For each offline method of ``distill queries`` (sentence, cloze, title), pseudo-queries are made from a seeded
 sample of documents that no SciFact qrels (train or test) name, and compared with SciFact's
 real train queries on what can be measured without training a student:
 
@@ -9,6 +9,9 @@ real train queries on what can be measured without training a student:
   the whole corpus): near 1 with BM25 means the query copies the document's words (easy,
   little to learn from); near 0 means the source hardly answers it;
 * the share of the source document's words the query reuses (lexical overlap).
+
+For ``cloze`` the corpus searched is the one ``distill queries --method cloze`` writes: each
+sampled document without its query's sentence (so the dense figures re-encode the corpus).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/pseudo_queries.py --docs 500
 
@@ -23,7 +26,7 @@ import random
 import statistics
 
 from distill import data, metrics, models, retrieval
-from distill.queries import QueriesConfig, offline_candidates
+from distill.queries import QueriesConfig, cloze, offline_candidates
 
 
 def overlap(query: str, doc: str) -> float:
@@ -45,7 +48,7 @@ def main() -> None:
     pool = sorted(d for d in corpus if d not in labeled)
     chosen = sorted(rng.sample(pool, min(args.docs, len(pool))))
     cfg = QueriesConfig(data=args.data)
-    sets: dict[str, tuple[dict[str, str], dict[str, dict[str, int]]]] = {}
+    sets: dict[str, tuple[dict[str, str], dict[str, dict[str, int]], dict]] = {}
     for method in ("sentence", "title"):
         queries, qrels = {}, {}
         for did in chosen:
@@ -54,24 +57,30 @@ def main() -> None:
                 qid = f"{method}:{did}"
                 queries[qid] = rng.choice(cands)
                 qrels[qid] = {did: 1}
-        sets[method] = (queries, qrels)
+        sets[method] = (queries, qrels, corpus)
+    queries, qrels, masked = {}, {}, dict(corpus)
+    for did in chosen:
+        picked, masked[did] = cloze(corpus[did], 1, cfg.min_words, rng)
+        if picked:
+            queries[f"cloze:{did}"], qrels[f"cloze:{did}"] = picked[0], {did: 1}
+    sets["cloze (sentence removed from its source)"] = (queries, qrels, masked)
     train = ds.qrels("train")
-    sets["real (SciFact train)"] = ({q: ds.queries[q] for q in train}, train)
+    sets["real (SciFact train)"] = ({q: ds.queries[q] for q in train}, train, corpus)
     model = models.load_bi_encoder("bundled")
     print(f"{len(chosen)} unlabeled documents sampled (seed 42); corpus {len(corpus):,}")
     print(
         "\n| queries | n | words (median) | BM25 MRR@10 | BM25 R@10 | base MRR@10 | base R@10 | words reused from source |"
         "\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
-    for name, (queries, qrels) in sets.items():
+    for name, (queries, qrels, searched) in sets.items():
         bm = metrics.summarize(
-            qrels, retrieval.bm25_search(corpus, queries, 10), ["mrr@10", "recall.10"]
+            qrels, retrieval.bm25_search(searched, queries, 10), ["mrr@10", "recall.10"]
         )
         dense = metrics.summarize(
             qrels,
             retrieval.dense_search(
                 model,
-                corpus,
+                searched,
                 queries,
                 10,
                 model_path=models.bundled_model_path(),
@@ -81,7 +90,7 @@ def main() -> None:
         )
         words = statistics.median(len(t.split()) for t in queries.values())
         reuse = statistics.mean(
-            overlap(t, corpus[next(iter(qrels[q]))].full_text) for q, t in queries.items()
+            overlap(t, searched[next(iter(qrels[q]))].full_text) for q, t in queries.items()
         )
         print(
             f"| {name} | {len(queries)} | {words:.0f} | {bm['mrr@10']:.3f} | {bm['recall.10']:.3f} | "

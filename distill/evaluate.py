@@ -30,6 +30,7 @@ from distill.models import load_bi_encoder, resolve_model
 from distill.querysets import load_query_set
 from distill.rerank import judge_qrels, rerank
 from distill.serving import serving_table
+from teachers.members import use_cached_corpus
 from teachers.precision import apply_precision, first_stage_rates, pairs_per_second
 from teachers.scoring import (
     check_teacher,
@@ -139,6 +140,8 @@ def _rerank_systems(
         for d in metrics.trec_order(first.get(q, {}))[:12]
     ]
     backends = apply_precision(teacher, "exact", check, echo)  # fp32, onnxruntime where it matches
+    cache = config.cache_dir or data.cache_dir() / "embeddings"
+    use_cached_corpus(teacher, corpus, cache, skip_zero=False)  # each member is ranked alone too
     backends += first_stage_rates(teacher, check, skip_zero=False)  # every member is reported
     reranked = ("teacher" in systems) + ("cascade" in systems)  # candidate lists per query
     rate = _rerank_rate(teacher, backends, queries, corpus, first, config)

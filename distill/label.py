@@ -61,6 +61,7 @@ from distill.label_shards import label_shard
 from distill.labels_io import PROGRESS, read_labels
 from distill.progress import progress as progress_bar
 from distill.querysets import load_query_set
+from teachers.members import use_cached_corpus
 from teachers.precision import apply_precision, first_stage_rates, pairs_per_second, spearman
 from teachers.scoring import window_line, window_stats
 
@@ -129,6 +130,14 @@ class LabelConfig:
         metadata={
             "help": "minutes of scoring at most: shards stop being started once it is spent; the queries come in a seeded random order, so what is labelled is a random sample of them, and a run with a larger budget labels the rest (null in a config: no limit)",
             "range": "(0, inf)",
+        },
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "corpus embeddings that mine or teach cached [default: distill's cache]: an "
+            "ensemble's bi-encoder member reads its documents' vectors there instead of "
+            "encoding each shard's documents (nothing is encoded into it here)"
         },
     )
     fidelity_sample: int = field(
@@ -221,6 +230,7 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, ec
     # the pairs exact mode checks onnxruntime on, and times it against torch with
     check = [(queries[q], corpus[d].full_text) for q, d in pairs[:64]] if plan.owned_shards else []
     backends = apply_precision(teacher, config.precision, check, echo)
+    reused = use_cached_corpus(teacher, corpus, config.cache_dir or data.cache_dir() / "embeddings")
     backends += first_stage_rates(teacher, check, skip_zero=True)
     figures: dict = {
         "pairs": len(pairs),
@@ -228,6 +238,7 @@ def _prepare_teacher(config: LabelConfig, state, inputs: _Inputs, plan: Plan, ec
         "queries": len(inputs.ranked),
         "precision": config.precision,
         "backends": backends,
+        "cached_document_vectors": reused,
         "score_kind": teacher.score_kind,  # what `score` is: a logit, fused calibrated logits, ...
         "job_key": plan.key,
         "windows_pooling": pooling_of(teacher),

@@ -81,6 +81,13 @@ def _links(raw: dict, folder: dict[str, str]) -> tuple[dict[str, dict[str, Any]]
     }
     if "baseline" in raw:
         links["evaluate"]["supervised"] = folder["baseline"]
+    if (raw.get("mine") or {}).get("cache_dir"):  # a bi-encoder member reads mine's vectors
+        links["label"]["cache_dir"] = raw["mine"]["cache_dir"]
+    if (raw.get("queries") or {}).get("method") == "cloze":
+        # the inverse-cloze queries' sentences are gone from this copy of the corpus; the
+        # teacher is taught and the models evaluated on the original
+        for name in ("mine", "label", "student", "baseline"):
+            links[name]["data"] = str(Path(folder["queries"]) / "data")
     return links, mine_queries
 
 
@@ -137,7 +144,12 @@ def resolve(path: str | os.PathLike[str]) -> tuple[Path, str, dict[str, Any]]:
         section_lines = {
             k[len(name) + 1 :]: v for k, v in lines.items() if k.startswith(name + ".")
         }
-        merged = {**links[name], **section, "data": dataset, "output": folder[name]}
+        merged = {
+            **links[name],
+            **section,
+            "data": links[name].get("data", dataset),
+            "output": folder[name],
+        }
         if name == "mine":  # the section's queries, and the pseudo-queries when there are any
             merged["queries"] = mine_queries
         try:
@@ -155,8 +167,9 @@ def _key(
     name: str, config: Any, dataset: str, configs: dict[str, Any], stages: dict[str, Stage]
 ) -> str:
     digest = hashlib.sha256(json.dumps(artifacts._plain(asdict(config)), sort_keys=True).encode())
+    dataset = getattr(config, "data", dataset)  # a cloze run's stages read its corpus copy
     digest.update(dataset.encode())
-    if not dataset.startswith("beir:"):
+    if not dataset.startswith("beir:") and Path(dataset).is_dir():  # not made yet: a dry run
         ds = data.BeirDataset(dataset)
         digest.update(artifacts.fingerprint(ds.corpus_path).encode())
         digest.update(artifacts.fingerprint(ds.root / "queries.jsonl").encode())
@@ -347,6 +360,7 @@ def train_student(config: Any, echo=click.echo) -> Path:
         teacher=config.teacher,
         output=str(work / "labels"),
         allow_worse=config.allow_worse,
+        cache_dir=config.cache_dir,  # where mine cached the corpus vectors
     )
     echo(f"labelling them with the teacher {config.teacher} into {label.output}", err=True)
     stages["label"].run(label, echo=echo)

@@ -107,8 +107,7 @@ def encode_corpus(
     doc_ids = list(corpus)
     cache = parts = None
     if cache_dir is not None:
-        key = _corpus_key(model_path, doc_ids, corpus, getattr(model, "max_seq_length", None))
-        cache = Path(cache_dir) / f"corpus-{key}.npy"
+        cache = _cache_file(model, corpus, model_path, cache_dir)
         if cache.is_file():
             return doc_ids, np.load(cache, allow_pickle=False)
         parts = cache.with_suffix(".parts")
@@ -125,6 +124,20 @@ def encode_corpus(
                 f.unlink()
             parts.rmdir()
     return doc_ids, emb
+
+
+def _cache_file(model, corpus: Mapping[str, Document], model_path: str, cache_dir) -> Path:
+    key = _corpus_key(model_path, list(corpus), corpus, getattr(model, "max_seq_length", None))
+    return Path(cache_dir) / f"corpus-{key}.npy"
+
+
+def cached_corpus(
+    model, corpus: Mapping[str, Document], *, model_path: str, cache_dir
+) -> np.ndarray | None:
+    """The embeddings :func:`encode_corpus` cached for this model and corpus (rows in corpus
+    order), or None when there are none; never encodes."""
+    cache = _cache_file(model, corpus, model_path, cache_dir)
+    return np.load(cache, allow_pickle=False) if cache.is_file() else None
 
 
 def _chunks(chunks: list[list[str]]):

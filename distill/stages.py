@@ -66,7 +66,7 @@ TABLE: tuple[Stage, ...] = (
         "queries",
         "distill.queries",
         "QueriesConfig",
-        "Pseudo-queries from the documents (generator, sentence or title), for unlabeled corpora.",
+        "Pseudo-queries from the documents (generator, sentence, cloze or title), for unlabeled corpora.",
         folder="queries",  # in a pipeline only when its config has a queries section
     ),
     Stage(

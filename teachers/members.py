@@ -109,6 +109,13 @@ class BiEncoderScorer(SingleTeacher):
         self.model_name = model_name
         self.calibration = calibration or Calibration()
         self._model = None
+        self._documents: dict[str, np.ndarray] = {}  # text -> vector, from a corpus cache
+
+    def use_documents(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Score these document texts with these vectors instead of encoding them (the
+        corpus embeddings mine or teach cached, read once from a file: the same vectors for
+        every shard, so a resumed labelling run still matches an uninterrupted one)."""
+        self._documents = dict(zip(texts, vectors, strict=True))
 
     @property
     def model(self):
@@ -139,7 +146,10 @@ class BiEncoderScorer(SingleTeacher):
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         q = self._embed([p[0] for p in pairs], batch_size)
-        d = self._embed([p[1] for p in pairs], batch_size)
+        docs = [p[1] for p in pairs]
+        todo = [t for t in docs if t not in self._documents]
+        fresh = dict(zip(todo, self._embed(todo, batch_size), strict=True)) if todo else {}
+        d = np.stack([self._documents[t] if t in self._documents else fresh[t] for t in docs])
         return (q * d).sum(axis=1).astype(np.float32)
 
     def save(self, folder: str | Path) -> None:
@@ -156,3 +166,26 @@ class BiEncoderScorer(SingleTeacher):
         raw = json.loads((Path(folder) / BI_FILE).read_text())
         name = raw["name"] if raw["name"] in ("bundled",) else raw["model"]
         return cls(name, Calibration.load(folder))
+
+
+def use_cached_corpus(teacher, corpus, cache_dir, *, skip_zero: bool = True) -> list[str]:
+    """Give each bi-encoder member of ``teacher`` (``skip_zero``: of nonzero weight, the ones
+    labelling scores) the corpus vectors that mine, teach or evaluate cached for its model in
+    ``cache_dir``, where there are some; nothing is encoded here. Encoding every pair's document made a BM25 + bi-encoder +
+    cross-encoder teacher label SciFact at 30 pairs/s, against 81 for its cross-encoder alone.
+    The names of the members that reuse them."""
+    from distill import retrieval
+    from distill.models import resolve_model
+
+    reused = []
+    for member in getattr(teacher, "members", []):
+        scorer = member.teacher
+        if not isinstance(scorer, BiEncoderScorer) or (skip_zero and member.weight == 0):
+            continue
+        vectors = retrieval.cached_corpus(
+            scorer.model, corpus, model_path=resolve_model(scorer.model_name), cache_dir=cache_dir
+        )
+        if vectors is not None:
+            scorer.use_documents([doc.full_text for doc in corpus.values()], vectors)
+            reused.append(member.name)
+    return reused

@@ -257,6 +257,52 @@ def test_killed_run_resumes_to_identical_shards(
     assert (tmp_path / "killed" / "manifest.json").read_bytes() == manifest
 
 
+def test_bi_encoder_member_reads_the_cached_corpus_vectors(
+    scifact_slice, mined, tiny_models, tmp_path, capsys, monkeypatch
+):
+    """Prevents an ensemble's bi-encoder member re-encoding documents whose vectors `distill
+    mine` already cached (half of SciFact's labelling time), and cached vectors that give other
+    scores: with the cache no document text is encoded, and the member's column equals the
+    dot product of `SentenceTransformer.encode` vectors of each query and document."""
+    from sentence_transformers import SentenceTransformer
+
+    from distill.data import BeirDataset
+
+    cache = tmp_path / "cache"
+    code, _, err = run_cli(
+        ["mine", scifact_slice, "--queries", "test", "--method", "dense", "--model",
+         tiny_models["bert-bi"], "--k", "5", "--cache-dir", cache, "--output", tmp_path / "m"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    teacher = _ensemble_with_bi_member(tiny_models, tmp_path / "ens")
+    ds = BeirDataset(scifact_slice)
+    doc_texts = {doc.full_text for doc in ds.corpus.values()}
+    encoded: list[str] = []
+    real_encode = SentenceTransformer.encode
+
+    def recording(self, sentences, *args, **kwargs):
+        encoded.extend([sentences] if isinstance(sentences, str) else sentences)
+        return real_encode(self, sentences, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode", recording)
+    code, _, err = _label(
+        capsys, scifact_slice, mined, teacher, tmp_path / "l", "--cache-dir", cache
+    )
+    assert code == 0, err
+    assert encoded and not doc_texts.intersection(encoded)
+    manifest = json.loads((tmp_path / "l" / "manifest.json").read_text())
+    assert manifest["figures"]["cached_document_vectors"] == ["bi-encoder"]
+    rows = read_labels(tmp_path / "l").to_pylist()[:40]
+    monkeypatch.undo()
+    model = SentenceTransformer(tiny_models["bert-bi"], device="cpu")
+    q = model.encode([ds.queries[r["qid"]] for r in rows])
+    d = model.encode([ds.corpus[r["did"]].full_text for r in rows])
+    np.testing.assert_allclose(
+        [r["score_bi-encoder"] for r in rows], (q * d).sum(axis=1), rtol=1e-4, atol=1e-5
+    )
+
+
 def test_changed_teacher_invalidates_old_shards(
     scifact_slice, mined, tiny_models, tmp_path, capsys
 ):

@@ -193,19 +193,22 @@ def _check_training_story(run, report):
     assert f"| distilled student | {ndcg:.4f} |" in card and "## distill student" in card
 
 
-def test_pseudo_queries_are_a_pipeline_stage(scifact_slice, tiny_models, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["title", "cloze"])
+def test_pseudo_queries_are_a_pipeline_stage(scifact_slice, tiny_models, tmp_path, capsys, method):
     """Prevents pseudo-queries that must be made and wired by hand, or that are made but never
     labelled: a `queries` section makes them in the run folder, mine and label take them with
     the train queries (the teacher scores their candidates: no generator-given positive is
-    added), and a second run skips the stage."""
+    added), and a second run skips the stage. For cloze, mine and label read the corpus copy
+    without the queries' sentences, and the teacher is taught on the original."""
     import pyarrow.parquet as pq
 
+    from distill import artifacts
     from distill.labels_io import read_labels
 
     run = tmp_path / "run"
     text = _config(tmp_path / "p.yaml", run, scifact_slice, tiny_models).read_text()
     config = tmp_path / "p.yaml"
-    config.write_text(text + "queries:\n  method: title\n  max_docs: 12\n")
+    config.write_text(text + f"queries:\n  method: {method}\n  max_docs: 12\n")
     code, _, err = run_cli(["pipeline", config, "--to", "label"], capsys)
     assert code == 0, err
     made = [json.loads(line)["_id"] for line in (run / "queries" / "queries.jsonl").open()]
@@ -218,6 +221,14 @@ def test_pseudo_queries_are_a_pipeline_stage(scifact_slice, tiny_models, tmp_pat
     assert all(r["gold"] == -1 for r in pseudo)  # no qrels: the teacher alone decides
     per_query = {q: sum(r["qid"] == q for r in pseudo) for q in made}
     assert set(per_query.values()) == {10}  # mine's k candidates, nothing added
+    read = {
+        stage: artifacts.read_manifest(run / folder)["config"]["data"]
+        for stage, folder in (("teach", "teacher"), ("mine", "mine"), ("label", "labels"))
+    }
+    copy = str(run / "queries" / "data")
+    expected = (copy, copy) if method == "cloze" else (str(scifact_slice),) * 2
+    assert (read["mine"], read["label"]) == expected
+    assert read["teach"] == str(scifact_slice)
     code, _, err = run_cli(["pipeline", config, "--to", "label"], capsys)
     assert code == 0, err
     assert json.loads((run / "pipeline-summary.json").read_text()) == dict.fromkeys(

@@ -55,6 +55,52 @@ def test_offline_methods(scifact_slice, tmp_path, capsys, method):
     assert not missed, missed
 
 
+def test_cloze_removes_each_query_from_its_source(scifact_slice, tmp_path, capsys):
+    """Prevents inverse-cloze queries that still sit word for word in their source (as easy as
+    `sentence`'s), a corpus copy that changes anything but those sentences, or queries and
+    qrels that differ from the original's. BM25 (bm25s, whole slice) must then miss some
+    sources at rank 1 that it finds with the sentence in place."""
+    import bm25s
+
+    out = tmp_path / "q"
+    code, _, err = run_cli(
+        ["queries", scifact_slice, "--method", "cloze", "--max-docs", "30", "--output", out],
+        capsys,
+    )
+    assert code == 0, err
+    original, copy = BeirDataset(scifact_slice), BeirDataset(out / "data")
+    assert (out / "data" / "queries.jsonl").read_bytes() == (
+        original.root / "queries.jsonl"
+    ).read_bytes()
+    assert copy.splits() == original.splits()
+    for split in original.splits():
+        assert copy.qrels_path(split).read_bytes() == original.qrels_path(split).read_bytes()
+    queries, qrels = load_queries(out / "queries.jsonl"), load_qrels(out / "qrels.tsv")
+    assert 20 <= len(queries) <= 30
+    sources = {next(iter(qrels[q])): t for q, t in queries.items()}
+    before, after = original.corpus, copy.corpus
+    assert before.keys() == after.keys()
+    for did, doc in before.items():
+        if did not in sources:
+            assert after[did] == doc
+            continue
+        sentence, masked = sources[did], after[did]
+        assert sentence in doc.text and sentence not in masked.text and masked.text.strip()
+        assert masked.title == doc.title
+        assert sorted((masked.text + " " + sentence).split()) == sorted(doc.text.split())
+
+    def top1(corpus):
+        ids = sorted(corpus)
+        index = bm25s.BM25()
+        index.index(bm25s.tokenize([corpus[d].full_text for d in ids], stopwords="en"))
+        qids = sorted(queries)
+        found, _ = index.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en"), k=1)
+        return sum(ids[found[i][0]] == next(iter(qrels[q])) for i, q in enumerate(qids))
+
+    assert top1(before) == len(queries)  # the sentence in place: always found first
+    assert top1(after) < len(queries)
+
+
 def test_generator_method(scifact_slice, tmp_path, bundled_tokenizer, capsys):
     """Prevents the doc2query path from breaking (a tiny random T5 stands in for a real one)."""
     from transformers import T5Config, T5ForConditionalGeneration
