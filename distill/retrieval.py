@@ -135,9 +135,11 @@ def cached_corpus(
     model, corpus: Mapping[str, Document], *, model_path: str, cache_dir
 ) -> np.ndarray | None:
     """The embeddings :func:`encode_corpus` cached for this model and corpus (rows in corpus
-    order), or None when there are none; never encodes."""
+    order), or None when there are none (or the file does not hold one row a document);
+    never encodes."""
     cache = _cache_file(model, corpus, model_path, cache_dir)
-    return np.load(cache, allow_pickle=False) if cache.is_file() else None
+    vectors = np.load(cache, allow_pickle=False) if cache.is_file() else None
+    return vectors if vectors is not None and len(vectors) == len(corpus) else None
 
 
 def _chunks(chunks: list[list[str]]):
