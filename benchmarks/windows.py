@@ -71,7 +71,7 @@ class _Fold:
 def _fused_cv(ce, others, owners, qrels, seed: int = 0) -> tuple[float, list]:
     """NDCG@10 of the fusion with weights fitted (by ``distill teach``'s own grid search) on
     the other half of the queries (2-fold)."""
-    from teachers.fusion import _fit_weights
+    from teachers.fusion import fit_weights
 
     members = {"cross-encoder": ce / (ce.std() or 1.0), **others}
     qids = sorted(qrels)
@@ -79,7 +79,7 @@ def _fused_cv(ce, others, owners, qrels, seed: int = 0) -> tuple[float, list]:
     folds = [set(qids[::2]), set(qids[1::2])]
     chosen, total = [], 0.0
     for fit, score in ((folds[0], folds[1]), (folds[1], folds[0])):
-        weights = _fit_weights(members, _Fold(owners, qrels, fit))
+        weights = fit_weights(members, _Fold(owners, qrels, fit))
         fused = sum(w * members[n] for n, w in weights.items())
         total += _Fold(owners, qrels, score).evaluate_scores(fused)["ndcg@10"] * len(score)
         chosen.append(weights)

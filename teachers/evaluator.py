@@ -67,6 +67,18 @@ class RerankEvaluator(BaseEvaluator):
     def __call__(
         self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
+        self.last_scores = np.asarray(self._scores(model), dtype=np.float64)
+        if steps >= 0:
+            self.scores_at[steps] = self.last_scores
+        result = self.evaluate_scores(self.last_scores)
+        self.history.append({"epoch": epoch, "steps": steps, **result})
+        self.primary_metric = "ndcg@10"
+        out = self.prefix_name_to_metrics(result, self.name)
+        self.store_metrics_in_model_card_data(model, out, epoch, steps)
+        return out
+
+    def _scores(self, model) -> np.ndarray:
+        """The model's score of every candidate, in pair order (sets ``scored``)."""
         import torch
 
         def predict(pairs):
@@ -87,12 +99,4 @@ class RerankEvaluator(BaseEvaluator):
                 predict, model.tokenizer, self.pairs, model.max_length, self.windows, stats
             )
             self.window_stats, self.scored = stats, stats["windows"]
-        self.last_scores = np.asarray(scores, dtype=np.float64)
-        if steps >= 0:
-            self.scores_at[steps] = self.last_scores
-        result = self.evaluate_scores(self.last_scores)
-        self.history.append({"epoch": epoch, "steps": steps, **result})
-        self.primary_metric = "ndcg@10"
-        out = self.prefix_name_to_metrics(result, self.name)
-        self.store_metrics_in_model_card_data(model, out, epoch, steps)
-        return out
+        return scores

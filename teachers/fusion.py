@@ -21,7 +21,7 @@ from teachers.teach_config import TeachConfig
 from teachers.teach_data import TeachData
 
 
-def _fit_weights(scores: dict[str, np.ndarray], evaluator, step: float = 0.1) -> dict[str, float]:
+def fit_weights(scores: dict[str, np.ndarray], evaluator, step: float = 0.1) -> dict[str, float]:
     """Weights on the simplex (grid of ``step``) maximising validation NDCG@10."""
     names = list(scores)
     ticks = round(1 / step)
@@ -39,12 +39,20 @@ def _fit_weights(scores: dict[str, np.ndarray], evaluator, step: float = 0.1) ->
 
 
 def first_stage_member(
-    kind: str, d: TeachData, config: TeachConfig, target: Path, evaluator, echo
+    kind: str,
+    d: TeachData,
+    config: TeachConfig,
+    target: Path,
+    evaluator,
+    echo,
+    bi_encoder: str | None = None,
 ) -> dict[str, Any]:
-    """BM25 or the miner bi-encoder as a calibrated ensemble member, validated like the others."""
+    """BM25 or a bi-encoder (``bi_encoder``: a model; default the config's ``bi_encoder``, else
+    the miner) as a calibrated ensemble member, validated like the others."""
     from teachers.members import BiEncoderScorer, BM25Scorer
 
-    scorer = BM25Scorer.fit(d.corpus_texts) if kind == "bm25" else BiEncoderScorer(config.miner)
+    bi_encoder = bi_encoder or config.bi_encoder or config.miner
+    scorer = BM25Scorer.fit(d.corpus_texts) if kind == "bm25" else BiEncoderScorer(bi_encoder)
     scores = np.asarray(scorer.score(evaluator.pairs, 64), dtype=np.float64)
     result = evaluator.evaluate_scores(scores)
     scorer.calibration = fit_platt(scores, evaluator.labels())
@@ -56,7 +64,7 @@ def first_stage_member(
     )
     cal = scorer.calibration
     return {
-        "start": config.miner if kind == "bi-encoder" else "bm25",
+        "start": bi_encoder if kind == "bi-encoder" else "bm25",
         "after": result,
         "val_scores": scores,
         "calibration": {
@@ -87,7 +95,7 @@ def fuse(
     if config.combine == "mean":
         weights = {n: 1 / len(logits) for n in logits}
     else:
-        weights = _fit_weights({n: v / spread[n] for n, v in logits.items()}, evaluator)
+        weights = fit_weights({n: v / spread[n] for n, v in logits.items()}, evaluator)
     stored = {n: weights[n] / spread[n] for n in logits}
     combined = sum(stored[n] * logits[n] for n in logits)
     ens = evaluator.evaluate_scores(combined)

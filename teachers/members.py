@@ -158,12 +158,22 @@ class BiEncoderScorer(SingleTeacher):
 
         local = Path(resolve_model(self.model_name))
         model = str(local.resolve()) if local.exists() else self.model_name  # a hub id stays an id
-        write_json(Path(folder) / BI_FILE, {"model": model, "name": self.model_name})
+        spec = {"model": model, "name": self.model_name}
+        if local.exists() and local.resolve().is_relative_to(Path(folder).resolve()):
+            # a model tuned into the member's folder moves with the teacher (teach writes it
+            # in a temporary folder first; a user may move the teacher)
+            spec = {
+                "model": str(local.resolve().relative_to(Path(folder).resolve())),
+                "relative": True,
+            }
+        write_json(Path(folder) / BI_FILE, spec)
         self.calibration.save(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> BiEncoderScorer:
         raw = json.loads((Path(folder) / BI_FILE).read_text())
+        if raw.get("relative"):
+            return cls(str(Path(folder) / raw["model"]), Calibration.load(folder))
         name = raw["name"] if raw["name"] in ("bundled",) else raw["model"]
         return cls(name, Calibration.load(folder))
 

@@ -258,6 +258,8 @@ def describe(folder: str | Path) -> str:
         return "BM25"
     if (path / BI_FILE).is_file():
         spec = json.loads((path / BI_FILE).read_text(encoding="utf-8"))
+        if spec.get("relative"):
+            return "bi-encoder (tuned by teach, in the teacher's folder)"
         name = str(spec.get("name") or spec.get("model") or "?")
         shown = "all-MiniLM-L6-v2, bundled" if name == "bundled" else Path(name).name
         return f"bi-encoder ({shown})"

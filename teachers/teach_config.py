@@ -59,6 +59,25 @@ class TeachConfig:
         default="hybrid", metadata={"help": "first stage for mining"}
     )
     miner: str = field(default="bundled", metadata={"help": "bi-encoder for dense mining"})
+    bi_encoder: str | None = field(
+        default=None,
+        metadata={
+            "help": "the bi-encoder member fused with the cross-encoder and BM25 [default: the miner]; a bi-encoder fine-tuned on this training split (never on its validation queries) makes the ensemble carry what it learnt"
+        },
+    )
+    tune_bi_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "fine-tune the fused bi-encoder member (MNRL on this training split's positives and mined negatives, best epoch on validation) before fusion; it shares the time budget with the trained members"
+        },
+    )
+    bi_epochs: float = field(
+        default=3, metadata={"help": "epochs of the tuned bi-encoder member", "range": "(0, inf)"}
+    )
+    bi_lr: float = field(
+        default=1.2e-4,
+        metadata={"help": "learning rate of the tuned bi-encoder member", "range": "(0, inf)"},
+    )
     skip_top: int = field(
         default=3,
         metadata={"help": "first-stage ranks never used as negatives", "range": "[0, inf)"},

@@ -54,6 +54,32 @@ def guard(teacher: float, baselines: dict[str, float], allow_worse: bool, echo) 
     echo(f"warning: {message.split('. Nothing')[0]}; kept because of --allow-worse", err=True)
 
 
+def _bi_encoder_member(
+    config: TeachConfig, d, tmp: Path, budget_min: float | None, figures: dict, echo
+) -> str:
+    """The model of the fused bi-encoder member: ``bi_encoder`` (else the miner), or, with
+    ``tune_bi_encoder``, that model tuned on the training split into the member's folder, its
+    corpus embeddings cached for label and evaluate when there is a ``cache_dir``."""
+    start = config.bi_encoder or config.miner
+    if not config.tune_bi_encoder:
+        return start
+    from teachers.bi_member import tune_bi_encoder
+
+    target = tmp / "members" / "bi-encoder" / "model"
+    figures["bi_encoder_tuning"] = tune_bi_encoder(start, d, config, target, budget_min, echo)
+    if figures["bi_encoder_tuning"]["model"] != str(target):
+        return start  # nothing to tune on
+    if config.cache_dir:
+        from distill.models import load_bi_encoder
+        from distill.retrieval import encode_corpus
+
+        corpus = load_labeled(config.data, config.split).corpus
+        encode_corpus(
+            load_bi_encoder(str(target)), corpus, model_path=str(target), cache_dir=config.cache_dir
+        )
+    return str(target)
+
+
 def run(config: TeachConfig, echo=click.echo) -> Path:
     from distill.models import model_kind, resolve_model
     from teachers.evaluator import RerankEvaluator
@@ -78,7 +104,7 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
     figures: dict[str, Any] = {"data": d.figures, "first_stage": first}
     with artifacts.atomic_path(out, stage="teach", overwrite=config.overwrite) as tmp:
         tmp.mkdir(parents=True)
-        to_train = sum(1 for m in members if m.train)
+        to_train = sum(1 for m in members if m.train) + bool(fuse and config.tune_bi_encoder)
         for m in members:
             target = tmp if single else tmp / "members" / m.name
             share = member_share(config.time_budget, time.time() - started, to_train)
@@ -101,9 +127,11 @@ def run(config: TeachConfig, echo=click.echo) -> Path:
             {f"{n}'s start": r["before"]["ndcg@10"] for n, r in results.items() if r.get("loss")}
         )
         if fuse:
+            share = member_share(config.time_budget, time.time() - started, to_train)
+            bi_encoder = _bi_encoder_member(config, d, tmp, share, figures, echo)
             for kind in ("bm25", "bi-encoder"):
                 results[kind] = fusion.first_stage_member(
-                    kind, d, config, tmp / "members" / kind, evaluator, echo
+                    kind, d, config, tmp / "members" / kind, evaluator, echo, bi_encoder=bi_encoder
                 )
                 baselines[kind] = results[kind]["after"]["ndcg@10"]
         if single:

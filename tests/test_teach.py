@@ -368,7 +368,8 @@ def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
     scifact_slice, tiny_models, tmp_path, capsys
 ):
     """Prevents a bi-encoder start from getting the untrained [CLS] classifier (it does not
-    learn), and a teacher worse on validation than its own first-stage members."""
+    learn), a teacher worse on validation than its own first-stage members, and a
+    ``--bi-encoder`` member that is silently the miner instead of the model asked for."""
     out = tmp_path / "t"
     argv = [
         "teach",
@@ -377,6 +378,8 @@ def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
         tiny_models["bert-bi"],
         "--miner",
         tiny_models["bert-bi"],
+        "--bi-encoder",
+        tiny_models["deberta-bi"],
         "--output",
         out,
         "--epochs",
@@ -402,6 +405,13 @@ def test_bi_encoder_start_gets_mean_pool_recipe_and_fusion(
     assert [type(m).__name__ for m in ce] == ["Transformer", "Pooling", "Dense"]
     pairs = [("vitamin d", "Vitamin D and bones."), ("cancer", "Tumour growth.")]
     assert np.isfinite(teacher.score(pairs)).all()
+    from sentence_transformers import SentenceTransformer
+
+    bi = SentenceTransformer(tiny_models["deberta-bi"])  # the member's similarity, by hand
+    q, d = bi.encode([p[0] for p in pairs]), bi.encode([p[1] for p in pairs])
+    raw = teacher.member_scores(pairs)["bi-encoder"]
+    np.testing.assert_allclose(raw, (q * d).sum(axis=1), rtol=1e-4, atol=1e-5)
+    assert manifest["members"]["bi-encoder"]["start"] == tiny_models["deberta-bi"]
 
 
 def test_warmup_lists_are_titles_of_unlabeled_documents(scifact_slice):
@@ -446,3 +456,48 @@ def test_saved_teacher_is_the_checkpoint_validation_chose(taught):
     fresh = evaluator(CrossEncoder(str(taught)))["val_ndcg@10"]
     figures = json.loads((taught / "manifest.json").read_text())["figures"]["members"]["teacher"]
     assert fresh == pytest.approx(figures["after"]["ndcg@10"], abs=1e-4)
+
+
+def test_tuned_bi_encoder_member_travels_with_the_teacher(
+    scifact_slice, tiny_models, tmp_path, capsys
+):
+    """Prevents a tuned bi-encoder member that is stored by an absolute path (teach writes it
+    in a temporary folder, and a user moves teachers), that scores with the untuned start, that
+    trains on validation queries (the fusion weights fitted on them would favour it), or whose
+    corpus embeddings label cannot find in the cache."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from distill.data import open_dataset
+    from teachers.bi_member import training_rows
+    from teachers.members import use_cached_corpus
+    from teachers.teach_config import TeachConfig
+    from teachers.teach_data import prepare
+
+    start, cache = tiny_models["bert-bi"], tmp_path / "cache"
+    argv = ["teach", scifact_slice, "--model", tiny_models["bert-cross"], "--fuse"]
+    argv += ["--miner", start, "--tune-bi-encoder", "--bi-epochs", "1", "--bi-lr", "1e-3"]
+    argv += ["--cache-dir", cache, "--output", tmp_path / "t", "--allow-worse", *FAST]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    tuning = json.loads((tmp_path / "t" / "manifest.json").read_text())["figures"]
+    assert tuning["bi_encoder_tuning"]["steps"] > 0
+    shutil.move(tmp_path / "t", tmp_path / "moved")
+    teacher = load_teacher(str(tmp_path / "moved"))
+    tuned = SentenceTransformer(str(tmp_path / "moved" / "members" / "bi-encoder" / "model"))
+    pairs = [("vitamin d", "Vitamin D and bones."), ("cancer", "Tumour growth.")]
+    raw = teacher.member_scores(pairs)["bi-encoder"]
+    by_hand = {}
+    for name, model in (("tuned", tuned), ("start", SentenceTransformer(start))):
+        q, d = model.encode([p[0] for p in pairs]), model.encode([p[1] for p in pairs])
+        by_hand[name] = (q * d).sum(axis=1)
+    np.testing.assert_allclose(raw, by_hand["tuned"], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(raw, by_hand["start"], rtol=1e-3)
+    corpus = open_dataset(str(scifact_slice)).corpus
+    assert use_cached_corpus(teacher, corpus, cache, skip_zero=False) == ["bi-encoder"]
+    config = TeachConfig(data=str(scifact_slice), negatives_from="bm25", val_fraction=0.25)
+    d = prepare(config, echo=lambda *a, **k: None)
+    anchors = {row["anchor"] for row in training_rows(d, config)}
+    val_texts = {d.queries[q] for q in d.val_candidates}
+    assert anchors and not anchors & val_texts
