@@ -501,3 +501,34 @@ def test_tuned_bi_encoder_member_travels_with_the_teacher(
     anchors = {row["anchor"] for row in training_rows(d, config)}
     val_texts = {d.queries[q] for q in d.val_candidates}
     assert anchors and not anchors & val_texts
+
+
+def test_bi_encoder_member_without_training_rows_stays_its_start(tmp_path):
+    """Prevents a crash (an empty training set for the Trainer) when no training query has both
+    a positive and a negative: the member stays the untuned start, and nothing is written."""
+    from teachers.bi_member import tune_bi_encoder
+    from teachers.teach_config import TeachConfig
+    from teachers.teach_data import TeachData
+
+    d = TeachData(
+        queries={"q1": "vitamin d"},
+        documents={"d1": "Vitamin D and bones."},
+        qrels={"q1": {"d1": 1}},
+        train_rows=[("q1", "d1", 1.0)],  # a positive, and no pool to draw a negative from
+        val_candidates={},
+        negative_pools={},
+        graded=False,
+        figures={},
+        corpus_texts=["Vitamin D and bones."],
+    )
+    lines = []
+    figures = tune_bi_encoder(
+        "some-start",
+        d,
+        TeachConfig(data="x"),
+        tmp_path / "m",
+        None,
+        lambda *a, **k: lines.append(a[0]),
+    )
+    assert figures["model"] == "some-start" and figures["rows"] == 0
+    assert not (tmp_path / "m").exists() and "not tuned" in lines[0]
