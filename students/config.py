@@ -43,6 +43,12 @@ class StudentConfig:
             "range": "[0, inf)",
         },
     )
+    mask_positives: bool = field(
+        default=True,
+        metadata={
+            "help": "leave a batch's other documents that are known positives of a row's query (gold, or the teacher's top) out of its in-batch negatives"
+        },
+    )
     negatives: int = field(default=4, metadata={"help": "negatives per query", "range": "[1, inf)"})
     negative_depth: int = field(
         default=30,

@@ -200,6 +200,31 @@ def build_examples(
     return out
 
 
+def known_positives(labels: dict[str, QueryLabels]) -> dict[str, list[str]]:
+    """{qid: the query's positives as :func:`build_examples` takes them}: its gold positives,
+    else the teacher's top candidate."""
+    out = {}
+    for qid, lab in labels.items():
+        gold = [d for d, g in zip(lab.dids, lab.gold, strict=True) if g > 0]
+        out[qid] = gold or [lab.dids[int(np.argmax(lab.scores))]]
+    return out
+
+
+def batch_ids(
+    rows: list[tuple[str, list[str], list[float]]],
+    positives: dict[str, list[str]],
+    doc_index: dict[str, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The in-batch loss's document ids of a batch of examples: (B, columns) each row's
+    documents, and (B, P) its query's known positives padded with -1."""
+    candidates = np.array([[doc_index[d] for d in dids] for _, dids, _ in rows], dtype=np.int64)
+    known = [[doc_index[d] for d in positives[q]] for q, _, _ in rows]
+    padded = np.full((len(rows), max(map(len, known))), -1, dtype=np.int64)
+    for i, ids in enumerate(known):
+        padded[i, : len(ids)] = ids
+    return candidates, padded
+
+
 def query_counts(labels: dict[str, QueryLabels]) -> dict[str, int]:
     """Training queries with gold positives, and those the teacher alone labelled."""
     labelled = sum(1 for lab in labels.values() if (np.asarray(lab.gold) > 0).any())

@@ -19,7 +19,7 @@ from typing import Any
 
 from distill.errors import InputError
 from students.config import StudentConfig
-from students.examples import build_examples
+from students.examples import batch_ids, build_examples, known_positives
 
 
 def optimizer_steps(
@@ -260,6 +260,32 @@ def featurizer(student, accelerator):
     return features
 
 
+def batch_ids_for(loss_fn, labels, config: StudentConfig, device):
+    """Returns ``ids(rows)``: the keyword arguments that give an in-batch loss its batch's
+    document ids (known positives left out of the softmax), or none (no in-batch term, or
+    ``mask_positives`` off)."""
+    import torch
+
+    from students.losses import BatchIds, InBatchNegatives
+
+    if not (config.mask_positives and isinstance(loss_fn, InBatchNegatives)):
+        return lambda rows: {}
+    positives = known_positives(labels)
+    doc_index = {
+        d: i for i, d in enumerate(sorted({d for lab in labels.values() for d in lab.dids}))
+    }
+
+    def ids(rows) -> dict:
+        candidates, known = batch_ids(rows, positives, doc_index)
+        return {
+            "ids": BatchIds(
+                torch.from_numpy(candidates).to(device), torch.from_numpy(known).to(device)
+            )
+        }
+
+    return ids
+
+
 def loop(
     accelerator, model, optimizer, scheduler, index_loader, loss_fn, features, bar,
     labels, queries, corpus, config: StudentConfig, ckpt_dir: Path, log_with, total: int,
@@ -273,6 +299,7 @@ def loop(
     step, start_epoch, skip = position
     model.train()
     losses: list[float] = []
+    ids = batch_ids_for(loss_fn, labels, config, accelerator.device)
     budget_end = None if train_minutes is None else time.time() + 60 * train_minutes
     for epoch in itertools.count(start_epoch):  # ``total`` (from the epochs) ends the run
         if step >= total or _out_of_time(budget_end, accelerator):
@@ -301,7 +328,9 @@ def loop(
                 target = torch.tensor([s for _, _, s in rows], device=accelerator.device)
                 # the forward goes through the prepared (DDP-wrapped) model, so that several
                 # processes synchronise their gradients; the loss sees only the embeddings
-                loss = loss_fn.compute_loss_from_embeddings(embed_columns(model, columns), target)
+                loss = loss_fn.compute_loss_from_embeddings(
+                    embed_columns(model, columns), target, **ids(rows)
+                )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)

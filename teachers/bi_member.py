@@ -67,11 +67,16 @@ def training_rows(d: TeachData, config: TeachConfig) -> list[dict[str, str]]:
 
 
 def _arguments(config: TeachConfig, ckpt: Path):
-    """The Trainer's arguments: validation and a checkpoint every epoch, the best one kept."""
+    """The Trainer's arguments: validation and a checkpoint every epoch, the best one kept;
+    batches without a repeated text, so no row meets another row of its own query, or its own
+    positive, as an in-batch negative (sentence-transformers' advice for
+    ``MultipleNegativesRankingLoss``)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
 
     return SentenceTransformerTrainingArguments(
         output_dir=str(ckpt),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
         num_train_epochs=config.bi_epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,

@@ -106,8 +106,12 @@ def test_two_processes_train_as_one_with_the_same_global_batch(
     s = load_file(str(Path(start) / "model.safetensors"))
     moved = max(float(np.abs(a[k] - s[k]).max()) for k in a)
     assert moved > 1e-3  # the runs trained
+    # atol 5e-5, not 1e-5: with a batch's known positives masked (this slice has a batch whose
+    # two rows share a positive), summation-order noise in a token's near-zero gradient,
+    # divided by Adam by its own root mean square, moved 1 weight of 976,704 by 1.5e-5; a
+    # process that misses the other's candidates moves weights by lr-sized amounts (1e-3)
     for key in a:
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=5e-5, err_msg=key)
     for run in ("one", "two"):
         figures = json.loads((tmp_path / run / "manifest.json").read_text())["figures"]
         assert figures["steps"] == 4

@@ -6,10 +6,12 @@
   of the teacher's scores over the query's candidates and the student's. The student's logits
   are ``scale * dot`` at temperature 1, so the loss is not multiplied by ``1 / scale**2``
   (which would make it 400x weaker than an added in-batch term at ``scale=20``).
-* ``mnrl``: :class:`MultipleNegativesRankingLoss` on gold pairs, no teacher: the supervised
-  baseline that distillation must beat.
-* :class:`~students.losses.in_batch.WithInBatchNegatives` adds an in-batch-negatives term to
-  either distillation loss, from the same embeddings.
+* ``mnrl``: in-batch negatives on gold pairs, no teacher (:class:`InBatchNegatives`:
+  sentence-transformers' ``MultipleNegativesRankingLoss``, with a batch's known positives of a
+  row's query left out of its softmax): the supervised baseline that distillation must beat.
+* :class:`~students.losses.in_batch.WithInBatchNegatives` adds the same in-batch term to
+  either distillation loss, from the same embeddings, so the student and the baseline learn
+  from in-batch negatives alike.
 
 The student's similarity is ``scale * dot`` (cosine for normalised models, so ``scale`` plays
 the role of an inverse temperature, as in MNRL's ``scale=20``).
@@ -22,11 +24,10 @@ from typing import Literal
 from sentence_transformers.sentence_transformer.losses import (
     DistillKLDivLoss,
     MarginMSELoss,
-    MultipleNegativesRankingLoss,
 )
 from sentence_transformers.util import pairwise_dot_score
 
-from students.losses.in_batch import WithInBatchNegatives
+from students.losses.in_batch import BatchIds, InBatchNegatives, WithInBatchNegatives
 
 LossName = Literal["kl", "margin-mse", "mnrl"]
 
@@ -54,7 +55,7 @@ def build_loss(
 ):
     """The configured loss module for ``model``."""
     if name == "mnrl":
-        return MultipleNegativesRankingLoss(model, scale=scale)
+        return InBatchNegatives(model, scale=scale)
     if name == "kl":
         loss = DistillKLDivLoss(
             model,
@@ -70,9 +71,10 @@ def build_loss(
 
 
 __all__ = [
+    "BatchIds",
     "DistillKLDivLoss",
+    "InBatchNegatives",
     "MarginMSELoss",
-    "MultipleNegativesRankingLoss",
     "WithInBatchNegatives",
     "build_loss",
 ]
