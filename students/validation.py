@@ -119,7 +119,18 @@ class Validation:
         )
 
     def figures(self) -> dict:
-        out = {"queries": len(self.queries), "documents": len(self.pool), "ndcg@10": self.ndcg}
+        """Mean NDCG@10 of each model, and its per-query values (so that two runs on the same
+        held-out queries can be paired-tested afterwards)."""
+        per_query = {
+            name: {q: round(v, 4) for q, v in sorted(scores.items())}
+            for name, scores in self.per_query.items()
+        }
+        out = {
+            "queries": len(self.queries),
+            "documents": len(self.pool),
+            "ndcg@10": self.ndcg,
+            "per_query_ndcg@10": per_query,
+        }
         return out | ({"below_start": self.verdict} if self.verdict else {})
 
     def guard(self, allow_worse: bool, echo) -> None:

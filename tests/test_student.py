@@ -326,6 +326,10 @@ def _check_card(folder, labels_dir, figures):
     if validation:
         ndcg = validation["ndcg@10"]
         assert f"NDCG@10 {ndcg['start']:.4f} at the start, {ndcg['student']:.4f} trained" in card
+        # per-query values kept for later paired tests: one per held-out query, same means
+        for name, scores in validation["per_query_ndcg@10"].items():
+            assert len(scores) == held
+            assert np.mean(list(scores.values())) == pytest.approx(ndcg[name], abs=1e-3)
     else:
         assert "validation: none" in card
     assert f"teacher: `{labels_dir_teacher(labels_dir)}` (no `distill teach` manifest" in card
