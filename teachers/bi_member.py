@@ -23,7 +23,7 @@ import numpy as np
 
 from teachers.evaluator import RerankEvaluator
 from teachers.teach_config import TeachConfig
-from teachers.teach_data import TeachData
+from teachers.teach_data import TeachData, rows_by_query
 
 
 class SimilarityEvaluator(RerankEvaluator):
@@ -44,9 +44,7 @@ def training_rows(d: TeachData, config: TeachConfig) -> list[dict[str, str]]:
     """(anchor, positive, negative) texts: up to ``list_positives`` positives of each training
     query (sampled), each with one negative from its pool; deterministic in ``seed``."""
     rng = random.Random(config.seed)
-    by_query: dict[str, list[tuple[str, float]]] = {}
-    for q, doc, y in d.train_rows:
-        by_query.setdefault(q, []).append((doc, y))
+    by_query = rows_by_query(d)
     rows = []
     for q in sorted(by_query):
         positives = sorted(doc for doc, y in by_query[q] if y > 0)

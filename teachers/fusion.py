@@ -45,13 +45,12 @@ def first_stage_member(
     target: Path,
     evaluator,
     echo,
-    bi_encoder: str | None = None,
+    bi_encoder: str,
 ) -> dict[str, Any]:
-    """BM25 or a bi-encoder (``bi_encoder``: a model; default the config's ``bi_encoder``, else
-    the miner) as a calibrated ensemble member, validated like the others."""
+    """BM25 or the bi-encoder ``bi_encoder`` (a model) as a calibrated ensemble member,
+    validated like the others."""
     from teachers.members import BiEncoderScorer, BM25Scorer
 
-    bi_encoder = bi_encoder or config.bi_encoder or config.miner
     scorer = BM25Scorer.fit(d.corpus_texts) if kind == "bm25" else BiEncoderScorer(bi_encoder)
     scores = np.asarray(scorer.score(evaluator.pairs, 64), dtype=np.float64)
     result = evaluator.evaluate_scores(scores)

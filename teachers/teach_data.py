@@ -149,6 +149,14 @@ def _warmup_lists(config: TeachConfig, corpus, skip: set[str], rng: random.Rando
     return lists
 
 
+def rows_by_query(d: TeachData) -> dict[str, list[tuple[str, float]]]:
+    """{qid: [(did, target), ...]} of the training rows, in row order."""
+    by_query: dict[str, list[tuple[str, float]]] = {}
+    for q, doc, y in d.train_rows:
+        by_query.setdefault(q, []).append((doc, y))
+    return by_query
+
+
 def listnet_lists(d: TeachData, config: TeachConfig) -> list[tuple[str, list[str], list[float]]]:
     """One ListNet list per training query: ``(qid, [dids], [targets])``.
 
@@ -159,9 +167,7 @@ def listnet_lists(d: TeachData, config: TeachConfig) -> list[tuple[str, list[str
     ListNet's target spreads over every positive of the list (graded by their targets).
     """
     rng = random.Random(config.seed)
-    by_query: dict[str, list[tuple[str, float]]] = {}
-    for q, doc, y in d.train_rows:
-        by_query.setdefault(q, []).append((doc, y))
+    by_query = rows_by_query(d)
     lists = []
     for q in sorted(by_query):
         positives = sorted((doc, y) for doc, y in by_query[q] if y > 0)

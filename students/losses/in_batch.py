@@ -52,13 +52,10 @@ def gathered_candidates(columns: list[Tensor], ids: Tensor | None = None):
         return local()
     gathered = [all_gather_with_grad(c) for c in columns]
     flat = None
-    if ids is not None:
-        parts = []
-        for c in range(ids.size(1)):
-            column = [torch.empty_like(ids[:, c]) for _ in range(dist.get_world_size())]
-            dist.all_gather(column, ids[:, c].contiguous())
-            parts.extend(column)
-        flat = torch.cat(parts)
+    if ids is not None:  # (processes, B, columns) -> the candidates' column-major order
+        every = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
+        dist.all_gather(every, ids.contiguous())
+        flat = torch.stack(every).permute(2, 0, 1).reshape(-1)
     return torch.cat(gathered, dim=0), dist.get_rank() * columns[0].size(0), flat
 
 
@@ -74,7 +71,7 @@ def in_batch_loss(embeddings: list[Tensor], scale: float, ids: BatchIds | None) 
     target = offset + torch.arange(queries.size(0), device=queries.device)
     if ids is not None:
         known = (candidate_ids[None, :, None] == ids.positives[:, None, :]).any(-1)
-        known[torch.arange(queries.size(0)), target] = False
+        known[torch.arange(queries.size(0), device=known.device), target] = False
         logits = logits.masked_fill(known, float("-inf"))
     return nn.functional.cross_entropy(logits, target)
 
