@@ -174,6 +174,7 @@ def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows
     settings["order"] = "labelled first"  # shards of an earlier order are not reused
+    settings["added"] = "highest grades first"  # nor of an earlier choice of added positives
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 

@@ -26,7 +26,7 @@ def pair_list(
     that labelling cut short by its time budget holds a random sample, and keeps the labelled
     queries, which carry the gold positives and the label guard's check, before any other);
     candidates by rank, then gold positives the candidates missed (``max_added`` of them at
-    most, a sample seeded by the query id)."""
+    most, the highest grades first, a sample seeded by the query id within a grade)."""
     pairs: list[tuple[str, str]] = []
     every = sorted(set(candidates) | (set(qrels or {}) if include_positives else set()))
     gold = {q for q, docs in (qrels or {}).items() if any(g > 0 for g in docs.values())}
@@ -39,9 +39,10 @@ def pair_list(
         docs = list(candidates.get(qid, []))
         if include_positives and qrels:
             known = set(docs)
-            missed = [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0 and d not in known]
+            grades = qrels.get(qid, {})
+            missed = [d for d, g in sorted(grades.items()) if g > 0 and d not in known]
             if max_added is not None and len(missed) > max_added:
-                missed = sorted(random.Random(qid).sample(missed, max_added))
+                missed = _highest_grades_first(missed, grades, max_added, random.Random(qid))
             docs += missed
         pairs.extend((qid, d) for d in dict.fromkeys(docs))
     return pairs
@@ -107,3 +108,17 @@ def is_current(out: Path, config, plan: Plan, key: str) -> bool:
     if len(plan.done) == plan.n_shards:
         return True
     return finished.get("config", {}).get("time_budget") == config.time_budget
+
+
+def _highest_grades_first(missed: list[str], grades: dict, k: int, rng: random.Random) -> list[str]:
+    """``k`` of ``missed``: whole grades from the highest down, the last one sampled. A query
+    with 3 grade-2 and 37 grade-1 positives keeps its grade-2 ones, which the student anchors
+    its examples on (``positive_grades``); with one grade this is a plain seeded sample."""
+    kept: list[str] = []
+    for grade in sorted({grades[d] for d in missed}, reverse=True):
+        tier = [d for d in missed if grades[d] == grade]
+        room = k - len(kept)
+        kept += tier if len(tier) <= room else rng.sample(tier, room)
+        if len(kept) >= k:
+            break
+    return sorted(kept)

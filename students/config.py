@@ -132,6 +132,12 @@ class StudentConfig:
             "range": "[1, inf)",
         },
     )
+    positive_grades: Literal["top", "all"] = field(
+        default="top",
+        metadata={
+            "help": "which gold positives anchor a query's examples: those of its highest grade (top), or every grade (all); lower grades are never negatives either way"
+        },
+    )
     val_fraction: float = field(
         default=0.1,
         metadata={

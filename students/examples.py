@@ -4,6 +4,7 @@ puts the teacher's scores in the student's units.
 Training examples, per query of the labels:
 
 * positives: the gold positives (``gold > 0``) when known, else the teacher's top candidate;
+  the examples are anchored on those of the query's highest grade (``positive_grades``);
 * negatives: ``negatives`` candidates drawn from the teacher's ranking (ranks below
   ``negative_depth``), never one whose teacher score is within ``false_negative_margin`` of
   the positive's (a likely unlabeled positive: the most common distillation failure);
@@ -145,6 +146,18 @@ def select_negatives(
     return rng.sample(pool, min(k, len(pool)))
 
 
+def anchor_positives(grades, gold: list[int], which: str) -> list[int]:
+    """The gold positives that anchor a query's examples: all of them (``all``), or those of
+    the query's highest grade (``top``). With graded qrels of many positives a query (a few
+    grade-2 documents, dozens of grade-1 ones), anchoring on a random grade-1 document
+    teaches the student to rank it level with the grade-2 ones that NDCG rewards most; the
+    lower grades stay positives all the same (never negatives, masked in the batch)."""
+    if which == "all" or not gold:
+        return gold
+    top = max(int(grades[i]) for i in gold)
+    return [i for i in gold if int(grades[i]) == top]
+
+
 def build_examples(
     labels: dict[str, QueryLabels],
     config: StudentConfig,
@@ -164,7 +177,8 @@ def build_examples(
         gold = [i for i, g in enumerate(lab.gold) if g > 0]
         unlabeled = not gold
         positives = gold or [int(np.argmax(lab.scores))]
-        chosen = sorted(rng.sample(positives, min(config.max_positives, len(positives))))
+        anchors = anchor_positives(lab.gold, gold, config.positive_grades) or positives
+        chosen = sorted(rng.sample(anchors, min(config.max_positives, len(anchors))))
         tally["positives_not_sampled"] += len(positives) - len(chosen)
         for pos in chosen:
             if config.loss == "mnrl":

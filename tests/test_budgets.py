@@ -222,6 +222,21 @@ def test_label_adds_at_most_a_sample_of_missed_positives():
     assert two == [d for _, d in pair_list(candidates, qrels, True, 2)]
 
 
+def test_label_adds_the_highest_grades_of_missed_positives_first():
+    """Prevents the student losing its anchors on graded many-positive data: with room for 2
+    added positives of 2 grade-2 and 30 grade-1 ones mining missed, both grade-2 documents
+    are added (a plain sample would keep them with probability about 0.2%), and with room
+    for 3 the third is one of the grade-1 ones."""
+    from distill.label_plan import pair_list
+
+    qrels = {"q": {"top1": 2, "top2": 2} | {f"low{i:02d}": 1 for i in range(30)}}
+    two = [d for _, d in pair_list({"q": ["x"]}, qrels, True, 2)]
+    assert two == ["x", "top1", "top2"]
+    three = [d for _, d in pair_list({"q": ["x"]}, qrels, True, 3)]
+    assert three[0] == "x" and {"top1", "top2"} < set(three) and len(three) == 4
+    assert sum(qrels["q"].get(d) == 1 for d in three) == 1
+
+
 def test_label_order_puts_labelled_queries_first():
     """Prevents a time budget that labels unlabelled or pseudo-queries and leaves the queries
     with gold positives out (they carry the gold signal and the label guard's check): every

@@ -180,6 +180,32 @@ def test_examples_sample_at_most_max_positives_and_count_drops():
     }
 
 
+def test_examples_are_anchored_on_the_top_grade():
+    """Prevents a many-positive query's examples being anchored on its grade-1 documents
+    (which taught the student to rank them level with the grade-2 ones NDCG rewards most):
+    with grades 2, 1, 1, 1 only the grade-2 document anchors an example, the grade-1 ones are
+    never its negatives, and ``positive_grades="all"`` restores the old sampling."""
+    from students.examples import QueryLabels
+
+    lab = QueryLabels(
+        ["g2", "g1a", "g1b", "g1c", "n1", "n2", "n3"],
+        np.array([5.0, 6.0, 4.0, 3.0, 0.0, -1.0, -2.0], dtype=np.float32),
+        np.array([2, 1, 1, 1, -1, 0, -1]),
+    )
+    top = StudentConfig(data="x", negatives=2, max_positives=4, false_negative_margin=0.5)
+    counts: dict[str, int] = {}
+    rows = build_examples({"q": lab}, top, 0, counts)
+    assert [dids[0] for _, dids, _ in rows] == ["g2"]
+    assert set(rows[0][1][1:]) <= {"n1", "n2", "n3"}
+    assert counts["positives_not_sampled"] == 3
+    every = StudentConfig(
+        data="x", negatives=2, max_positives=4, false_negative_margin=0.5, positive_grades="all"
+    )
+    assert sorted(dids[0] for _, dids, _ in build_examples({"q": lab}, every, 0)) == [
+        "g1a", "g1b", "g1c", "g2",
+    ]  # fmt: skip
+
+
 def test_examples_use_gold_or_teacher_top():
     """Prevents unlabeled queries being dropped (they are what more queries buy), gold
     positives being replaced by the teacher's choice, a negative within the margin of its
