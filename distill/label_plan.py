@@ -13,6 +13,7 @@ from pathlib import Path
 from distill import artifacts
 from distill.label_shards import load_progress
 from distill.labels_io import PROGRESS
+from distill.querysets import highest_grades_first
 
 
 def pair_list(
@@ -42,7 +43,7 @@ def pair_list(
             grades = qrels.get(qid, {})
             missed = [d for d, g in sorted(grades.items()) if g > 0 and d not in known]
             if max_added is not None and len(missed) > max_added:
-                missed = _highest_grades_first(missed, grades, max_added, random.Random(qid))
+                missed = highest_grades_first(missed, grades, max_added, random.Random(qid))
             docs += missed
         pairs.extend((qid, d) for d in dict.fromkeys(docs))
     return pairs
@@ -108,17 +109,3 @@ def is_current(out: Path, config, plan: Plan, key: str) -> bool:
     if len(plan.done) == plan.n_shards:
         return True
     return finished.get("config", {}).get("time_budget") == config.time_budget
-
-
-def _highest_grades_first(missed: list[str], grades: dict, k: int, rng: random.Random) -> list[str]:
-    """``k`` of ``missed``: whole grades from the highest down, the last one sampled. A query
-    with 3 grade-2 and 37 grade-1 positives keeps its grade-2 ones, which the student anchors
-    its examples on (``positive_grades``); with one grade this is a plain seeded sample."""
-    kept: list[str] = []
-    for grade in sorted({grades[d] for d in missed}, reverse=True):
-        tier = [d for d in missed if grades[d] == grade]
-        room = k - len(kept)
-        kept += tier if len(tier) <= room else rng.sample(tier, room)
-        if len(kept) >= k:
-            break
-    return sorted(kept)

@@ -6,6 +6,8 @@
 * :func:`split_queries`: a train / validation split by *query*, keeping near-duplicate
   queries on one side (``distill data split``, ``distill teach`` and ``distill
   train-student``'s validation all split this way).
+* :func:`highest_grades_first`: ``k`` of a query's positives, whole grades from the highest
+  down (label's added positives, the student's example anchors).
 """
 
 from __future__ import annotations
@@ -95,3 +97,18 @@ def split_queries(queries: Mapping[str, str], val_fraction: float, seed: int) ->
         )
     dup_groups = [g for g in groups.values() if len(g) > 1]
     return QuerySplit(train, val, len(dup_groups), sum(len(g) for g in dup_groups))
+
+
+def highest_grades_first(docs: list, grades: Mapping, k: int, rng: random.Random) -> list:
+    """``k`` of ``docs`` (sorted): whole grades from the highest down, the last one sampled
+    with ``rng``. A query with 3 grade-2 and 37 grade-1 positives keeps its grade-2 ones,
+    all three of which a plain sample of 4 keeps 0.04% of the time; with one grade this is
+    a plain seeded sample (``rng.sample(docs, k)``, the same draws)."""
+    kept: list = []
+    for grade in sorted({grades[d] for d in docs}, reverse=True):
+        tier = [d for d in docs if grades[d] == grade]
+        room = k - len(kept)
+        kept += rng.sample(tier, min(room, len(tier)))  # one grade: exactly rng.sample(docs, k)
+        if len(kept) >= k:
+            break
+    return sorted(kept)

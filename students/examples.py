@@ -4,7 +4,7 @@ puts the teacher's scores in the student's units.
 Training examples, per query of the labels:
 
 * positives: the gold positives (``gold > 0``) when known, else the teacher's top candidate;
-  the examples are anchored on those of the query's highest grade (``positive_grades``);
+  a query's examples are anchored on up to ``max_positives`` of them (``positive_grades``);
 * negatives: ``negatives`` candidates drawn from the teacher's ranking (ranks below
   ``negative_depth``), never one whose teacher score is within ``false_negative_margin`` of
   the positive's (a likely unlabeled positive: the most common distillation failure);
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distill.querysets import highest_grades_first
 from students.config import StudentConfig
 
 # The auto temperature is teacher spread / student spread. A ratio 100x away from 1 in either
@@ -146,16 +147,20 @@ def select_negatives(
     return rng.sample(pool, min(k, len(pool)))
 
 
-def anchor_positives(grades, gold: list[int], which: str) -> list[int]:
-    """The gold positives that anchor a query's examples: all of them (``all``), or those of
-    the query's highest grade (``top``). With graded qrels of many positives a query (a few
-    grade-2 documents, dozens of grade-1 ones), anchoring on a random grade-1 document
-    teaches the student to rank it level with the grade-2 ones that NDCG rewards most; the
-    lower grades stay positives all the same (never negatives, masked in the batch)."""
-    if which == "all" or not gold:
-        return gold
-    top = max(int(grades[i]) for i in gold)
-    return [i for i in gold if int(grades[i]) == top]
+def anchor_positives(grades, gold: list[int], which: str, k: int, rng: random.Random) -> list[int]:
+    """Up to ``k`` of a query's gold positives (indices) to anchor its examples on:
+    a sample of all of them (``all``), of those of its highest grade only (``top``), or whole
+    grades from the highest down (``graded``). With graded qrels of many positives a query (a
+    few grade-2 documents, dozens of grade-1 ones), ``all`` anchors a grade-2 document on
+    about 1 example in 10 and teaches the student to rank grade-1 ones level with it; ``top``
+    never anchors a grade-1 one, which costs their recall. Lower grades stay positives either
+    way (never negatives, left out of the in-batch softmax)."""
+    if which == "graded":
+        return highest_grades_first(gold, {i: int(grades[i]) for i in gold}, k, rng)
+    if which == "top" and gold:
+        best = max(int(grades[i]) for i in gold)
+        gold = [i for i in gold if int(grades[i]) == best]
+    return sorted(rng.sample(gold, min(k, len(gold))))
 
 
 def build_examples(
@@ -177,8 +182,8 @@ def build_examples(
         gold = [i for i, g in enumerate(lab.gold) if g > 0]
         unlabeled = not gold
         positives = gold or [int(np.argmax(lab.scores))]
-        anchors = anchor_positives(lab.gold, gold, config.positive_grades) or positives
-        chosen = sorted(rng.sample(anchors, min(config.max_positives, len(anchors))))
+        which = config.positive_grades if gold else "all"  # the teacher's top: one positive
+        chosen = anchor_positives(lab.gold, positives, which, config.max_positives, rng)
         tally["positives_not_sampled"] += len(positives) - len(chosen)
         for pos in chosen:
             if config.loss == "mnrl":

@@ -180,30 +180,44 @@ def test_examples_sample_at_most_max_positives_and_count_drops():
     }
 
 
-def test_examples_are_anchored_on_the_top_grade():
-    """Prevents a many-positive query's examples being anchored on its grade-1 documents
-    (which taught the student to rank them level with the grade-2 ones NDCG rewards most):
-    with grades 2, 1, 1, 1 only the grade-2 document anchors an example, the grade-1 ones are
-    never its negatives, and ``positive_grades="all"`` restores the old sampling."""
+def test_examples_are_anchored_on_the_highest_grades_first():
+    """Prevents a many-positive query's grade-2 documents being sampled away among its grade-1
+    ones (a plain sample of 3 of these 8 positives holds both grade-2 ones 11% of the time):
+    ``graded`` anchors both grade-2 documents and one grade-1, ``top`` the grade-2 ones only,
+    ``all`` a sample of any 3; a grade-1 document is never a negative in any of them."""
     from students.examples import QueryLabels
 
+    names = ["g2a", "g2b"] + [f"g1{c}" for c in "abcdef"] + ["n1", "n2", "n3"]
     lab = QueryLabels(
-        ["g2", "g1a", "g1b", "g1c", "n1", "n2", "n3"],
-        np.array([5.0, 6.0, 4.0, 3.0, 0.0, -1.0, -2.0], dtype=np.float32),
-        np.array([2, 1, 1, 1, -1, 0, -1]),
+        names,
+        np.array([5.0, 4.5, 6.0, 4.0, 3.5, 3.0, 2.5, 2.0, 0.0, -1.0, -2.0], dtype=np.float32),
+        np.array([2, 2, 1, 1, 1, 1, 1, 1, -1, 0, -1]),
     )
-    top = StudentConfig(data="x", negatives=2, max_positives=4, false_negative_margin=0.5)
-    counts: dict[str, int] = {}
-    rows = build_examples({"q": lab}, top, 0, counts)
-    assert [dids[0] for _, dids, _ in rows] == ["g2"]
-    assert set(rows[0][1][1:]) <= {"n1", "n2", "n3"}
-    assert counts["positives_not_sampled"] == 3
-    every = StudentConfig(
-        data="x", negatives=2, max_positives=4, false_negative_margin=0.5, positive_grades="all"
-    )
-    assert sorted(dids[0] for _, dids, _ in build_examples({"q": lab}, every, 0)) == [
-        "g1a", "g1b", "g1c", "g2",
-    ]  # fmt: skip
+    anchors = {}
+    for which in ("graded", "top", "all"):
+        cfg = StudentConfig(
+            data="x", negatives=2, max_positives=3, false_negative_margin=0.5,
+            positive_grades=which,
+        )  # fmt: skip
+        rows = build_examples({"q": lab}, cfg, 0)
+        assert all(set(dids[1:]) <= {"n1", "n2", "n3"} for _, dids, _ in rows)
+        anchors[which] = sorted(dids[0] for _, dids, _ in rows)
+    assert anchors["top"] == ["g2a", "g2b"]
+    graded = anchors["graded"]
+    assert graded[1:] == ["g2a", "g2b"] and graded[0].startswith("g1")
+    assert len(anchors["all"]) == 3 and set(anchors["all"]) <= set(names[:8])
+
+
+def test_highest_grades_first_is_a_plain_sample_on_one_grade():
+    """Prevents binary qrels (SciFact's) getting other examples or other added positives than
+    before the graded choice: with one grade it draws exactly what ``random.sample`` draws."""
+    import random as stdlib_random
+
+    from distill.querysets import highest_grades_first
+
+    docs = [f"d{i}" for i in range(12)]
+    drawn = highest_grades_first(docs, dict.fromkeys(docs, 1), 5, stdlib_random.Random(7))
+    assert drawn == sorted(stdlib_random.Random(7).sample(docs, 5))
 
 
 def test_examples_use_gold_or_teacher_top():
