@@ -24,8 +24,9 @@ Output folder:
   matches and recomputes the rest, so the result has the same rows as an uninterrupted run.
 * ``manifest.json`` when every shard is done.
 
-The job key fingerprints the teacher, the candidates, the queries and the scoring settings:
-when any of them changes, old shards are discarded instead of mixed in. With several
+The job key fingerprints the teacher, the candidates, the queries, the pair list itself and the
+scoring settings: when any of them changes, old shards are discarded instead of mixed in, and
+a restart whose pairs are the same keeps them, whichever version of distill wrote them. With several
 processes (``accelerate launch -m distill.cli label ...``) process r takes shards r, r+n, ...;
 each shard's rows do not depend on who computed it.
 
@@ -154,27 +155,22 @@ def read_ranked(path: str | Path) -> dict[str, list[str]]:
     return read_candidates(path).ranked
 
 
-def job_key(config: LabelConfig, teacher_path: str, queries_fp: str) -> str:
-    """Fingerprint of everything the rows depend on (not of output-only settings)."""
+def job_key(
+    config: LabelConfig, teacher_path: str, queries_fp: str, pairs: list[tuple[str, str]]
+) -> str:
+    """Fingerprint of everything the rows depend on (not of output-only settings). The pair
+    list itself is part of it: shards hold pairs by position, so a list that changed in order or
+    content (other candidates, qrels, or a new rule for added positives) must not reuse them,
+    and one that did not change keeps them, whatever code wrote it."""
     digest = hashlib.sha256()
     teacher = Path(teacher_path)
     digest.update((artifacts.fingerprint(teacher) if teacher.exists() else teacher_path).encode())
     digest.update(artifacts.fingerprint(Path(config.candidates)).encode())
     digest.update(queries_fp.encode())
-    settings = {
-        k: getattr(config, k)
-        for k in (
-            "include_positives",
-            "max_added_positives",
-            "shard_size",
-            "max_length",
-            "precision",
-        )
-    }
+    digest.update(json.dumps(pairs).encode())
+    settings = {k: getattr(config, k) for k in ("shard_size", "max_length", "precision")}
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows
-    settings["order"] = "labelled first"  # shards of an earlier order are not reused
-    settings["added"] = "highest grades first"  # nor of an earlier choice of added positives
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -383,6 +379,7 @@ def run(config: LabelConfig, echo=click.echo) -> Path:
         config,
         inputs.teacher_path,
         ",".join(artifacts.fingerprint(f) for f in inputs.query_files),
+        inputs.pairs,
     )
     out = artifacts.claim_output(
         config.output,

@@ -333,6 +333,32 @@ def test_changed_teacher_invalidates_old_shards(
     )
 
 
+def test_a_changed_pair_list_invalidates_old_shards(
+    scifact_slice, mined, tiny_models, tmp_path, capsys, monkeypatch
+):
+    """Prevents reusing shards for pairs they do not hold. Shards keep pairs by position, so when
+    the pair list changes order or content while every input file stays the same (new code that
+    orders queries or picks added positives differently), an old shard's rows would be kept
+    under another job's pairs: the new run must discard them and label the new list."""
+    import distill.label as label_module
+
+    out = tmp_path / "l"
+    teacher = tiny_models["bert-cross"]
+    code, _, err = _label(capsys, scifact_slice, mined, teacher, out, "--shard-size", "100")
+    assert code == 0, err
+    first = [(r["qid"], r["did"]) for r in read_labels(out).to_pylist()]
+    real = label_module.pair_list
+    monkeypatch.setattr(label_module, "pair_list", lambda *a, **k: real(*a, **k)[::-1])
+    code, _, err = _label(capsys, scifact_slice, mined, teacher, out, "--shard-size", "100")
+    assert code == 0, err
+    assert "discarded 5 old shards" in err  # 401 pairs, 100 a shard
+    rows = read_labels(out).to_pylist()
+    assert [(r["qid"], r["did"]) for r in rows] == first[::-1]
+    np.testing.assert_allclose(
+        [r["score"] for r in rows], _direct(teacher, scifact_slice, rows), rtol=1e-4, atol=1e-5
+    )
+
+
 def test_queries_without_qrels(scifact_slice, tiny_models, tmp_path, capsys):
     """Prevents labelling from requiring qrels (search logs, pseudo-queries)."""
     qfile = tmp_path / "log.jsonl"
