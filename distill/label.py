@@ -167,7 +167,8 @@ def job_key(
     digest.update((artifacts.fingerprint(teacher) if teacher.exists() else teacher_path).encode())
     digest.update(artifacts.fingerprint(Path(config.candidates)).encode())
     digest.update(queries_fp.encode())
-    digest.update(json.dumps(pairs).encode())
+    for pair in pairs:  # pair by pair: one string of millions of pairs would take gigabytes
+        digest.update(json.dumps(pair).encode())
     settings = {k: getattr(config, k) for k in ("shard_size", "max_length", "precision")}
     if config.windows != "teacher":  # the teacher folder's own setting is in its fingerprint
         settings["windows"] = config.windows

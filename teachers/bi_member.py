@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,48 @@ def _arguments(config: TeachConfig, ckpt: Path):
     )
 
 
+def planned_steps(
+    rows: int,
+    batch_size: int,
+    epochs: float,
+    step_s: float,
+    eval_s: float,
+    budget_min: float | None,
+) -> tuple[int, int]:
+    """(steps to train, steps of the full run): the full run is ``epochs`` passes over ``rows``
+    in batches of ``batch_size``; with a time budget it is cut to what fits PLAN_SHARE of it
+    after one validation per epoch (``eval_s`` each), so that the learning-rate schedule ends
+    where training ends instead of being stopped halfway down by the clock. At least 1."""
+    from teachers.member_training import PLAN_SHARE
+
+    full = max(1, int(-(-rows // batch_size) * epochs + 0.999))
+    if budget_min is None:
+        return full, full
+    validations = max(1, int(epochs + 0.999))
+    fit = int((PLAN_SHARE * 60 * budget_min - validations * eval_s) / max(step_s, 1e-9))
+    return max(1, min(full, fit)), full
+
+
+def _probe_step_seconds(model, rows: list[dict[str, str]], batch_size: int) -> float:
+    """Seconds of one training step, from timing the encoding of one batch's texts (anchor,
+    positive, negative): a step costs about 3 times that (forward, backward, update)."""
+    texts = [row[k] for row in rows[:batch_size] for k in ("anchor", "positive", "negative")]
+    started = time.time()
+    model.encode(texts, batch_size=len(texts), show_progress_bar=False)
+    return 3 * (time.time() - started) * batch_size / max(1, len(texts) // 3)
+
+
+def _plan(model, rows, config: TeachConfig, eval_s: float, budget_min: float | None):
+    """(steps, full steps, probed seconds a step) of the tuning run: :func:`planned_steps`
+    from a probe step, capped by ``max_steps``."""
+    step_s = 0.0 if budget_min is None else _probe_step_seconds(model, rows, config.batch_size)
+    steps, full = planned_steps(
+        len(rows), config.batch_size, config.bi_epochs, step_s, eval_s, budget_min
+    )
+    cap = config.max_steps
+    return (min(steps, cap), min(full, cap), step_s) if cap else (steps, full, step_s)
+
+
 def tune_bi_encoder(
     start: str, d: TeachData, config: TeachConfig, out: Path, budget_min: float | None, echo
 ) -> dict[str, Any]:
@@ -118,7 +161,9 @@ def tune_bi_encoder(
     evaluator = SimilarityEvaluator(
         d.queries, d.documents, d.val_candidates, d.qrels, batch_size=64
     )
+    started = time.time()
     before = {k.removeprefix("val_"): v for k, v in evaluator(model).items()}
+    eval_s = time.time() - started
     # the model card's example, set here: the Trainer's own search for one draws a stray bar
     first = rows[0]
     model.model_card_data.widget = [
@@ -126,6 +171,9 @@ def tune_bi_encoder(
     ]
     ckpt = out.parent / f".{out.name}-checkpoints"
     args = _arguments(config, ckpt)
+    steps, full, step_s = _plan(model, rows, config, eval_s, budget_min)
+    if steps < full:
+        args.max_steps = steps  # the schedule then ends at the planned last step
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -139,8 +187,13 @@ def tune_bi_encoder(
     console.trainer_printer_off(trainer)
     echo(
         f"bi-encoder member: tuning {start} on {len(rows)} (query, positive, negative) rows, "
-        f"{config.bi_epochs:g} epoch(s), lr {config.bi_lr:g}"
-        + ("" if budget_min is None else f", within {budget_min:.1f} min")
+        f"{config.bi_epochs:g} epoch(s), lr {config.bi_lr:g}, {steps:,} steps"
+        + (f" (cut from {full:,} to fit the time budget)" if steps < full else "")
+        + (
+            ""
+            if budget_min is None
+            else f", about {steps * step_s / 60:.1f} of {budget_min:.1f} min"
+        )
     )
     trainer.train()
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -155,6 +208,8 @@ def tune_bi_encoder(
         "start": start,
         "rows": len(rows),
         "steps": trainer.state.global_step,
+        "planned_steps": steps,
+        "full_steps": full,
         "before": before,
         "tuned": after,
     }

@@ -503,6 +503,48 @@ def test_tuned_bi_encoder_member_travels_with_the_teacher(
     assert anchors and not anchors & val_texts
 
 
+def test_tuning_plan_fits_the_budget_after_its_validations():
+    """Prevents a tuning plan that ignores the budget, counts validations it will not run, or
+    plans zero steps: 100 rows in batches of 16 are 7 steps an epoch (14 for 2 epochs); with
+    1 s a step and 6 s a validation, 0.4 min is 0.9 * 24 s - 2 * 6 s = 9.6 s: 9 steps."""
+    from teachers.bi_member import planned_steps
+
+    assert planned_steps(100, 16, 2, 1.0, 6.0, None) == (14, 14)
+    assert planned_steps(100, 16, 2, 1.0, 6.0, 1.0) == (14, 14)
+    assert planned_steps(100, 16, 2, 1.0, 6.0, 0.4) == (9, 14)
+    assert planned_steps(100, 16, 2, 1.0, 6.0, 0.2) == (1, 14)
+    assert planned_steps(100, 16, 0.5, 1.0, 0.0, None) == (4, 4)
+
+
+def test_budget_cut_tuning_run_ends_its_schedule_where_it_stops(
+    scifact_slice, tiny_models, tmp_path, monkeypatch
+):
+    """Prevents a budget-cut tuning run that keeps the full-length learning-rate schedule (the
+    clock then stops it high up the schedule, as on a loaded machine): with a probe of 1 s a
+    step, a 0.2-minute budget plans fewer steps than 10 epochs hold, and the run trains exactly
+    those, validated at its last step, instead of all of them."""
+    from sentence_transformers import SentenceTransformer
+
+    from teachers import bi_member
+    from teachers.teach_config import TeachConfig
+    from teachers.teach_data import prepare
+
+    config = TeachConfig(
+        data=str(scifact_slice), negatives_from="bm25", val_fraction=0.25, bi_epochs=10
+    )
+    d = prepare(config, echo=lambda *a, **k: None)
+    rows = len(bi_member.training_rows(d, config))
+    full = -(-rows // config.batch_size) * 10
+    monkeypatch.setattr(bi_member, "_probe_step_seconds", lambda *a: 1.0, raising=False)
+    figures = bi_member.tune_bi_encoder(
+        tiny_models["bert-bi"], d, config, tmp_path / "m", 0.2, lambda *a, **k: None
+    )
+    assert 1 <= figures["steps"] < full
+    assert figures["steps"] == figures["planned_steps"] and figures["full_steps"] == full
+    assert "ndcg@10" in figures["tuned"]
+    SentenceTransformer(str(tmp_path / "m"))
+
+
 def test_bi_encoder_member_without_training_rows_stays_its_start(tmp_path):
     """Prevents a crash (an empty training set for the Trainer) when no training query has both
     a positive and a negative: the member stays the untuned start, and nothing is written."""
