@@ -148,8 +148,8 @@ def _plan(
     name: str, trainer, model, evaluator, batch_size: int, budget_min: float | None, echo
 ) -> float:
     """Size the run and print its plan: steps, validations and a time estimate from timing the
-    model on 32 validation pairs (a training step costs about 3 forward passes of its texts:
-    forward, backward, update). With a time budget the steps are cut to fit it, so that the
+    model on 32 validation pairs (a training step costs about 6 forward passes of its texts:
+    forward, backward, update, doubled by attention dropout on CPU). With a time budget the steps are cut to fit it, so that the
     learning-rate schedule ends where training ends; validations are spaced so that there
     are at most MAX_VALIDATIONS of them, taking at most VALIDATION_SHARE of the budget.
     Returns the estimated seconds of one validation."""
@@ -164,7 +164,9 @@ def _plan(
     per_pair = (time.time() - started) / max(1, len(probe))
     first = trainer.train_dataset[0]
     texts = len(first["docs"]) if "docs" in first else 1
-    step_s, eval_s = batch_size * texts * per_pair * 3, evaluator.scored * per_pair
+    # a training step: forward, backward and update (3 passes), doubled by attention dropout
+    # on CPU (the probe runs in eval mode; see students.budget.probe_step_seconds)
+    step_s, eval_s = batch_size * texts * per_pair * 6, evaluator.scored * per_pair
     planned, every = size_run(steps, step_s, eval_s, args.eval_steps, budget_min)
     cut = ""
     if planned < steps:

@@ -316,11 +316,45 @@ def test_student_budget_is_the_stages_by_hand():
     """Prevents a student budget that counts training alone (the stand-in's student stage took
     about 20 minutes of its 15: the start's validation before, the trained student's after).
     By hand: 15 min less 120 s spent and a 180 s final validation leaves 10 min; a budget
-    already spent still trains a tenth of it; 5,183 documents at a third of 8.7 s per 80
-    texts is 5,183 x 8.7 / 240 = 45,092.1 / 240 = 187.88 s."""
+    already spent still trains a tenth of it; 5,183 documents at a sixth of a 17.4 s training
+    step (in training mode) per 80 texts is 5,183 x 17.4 / 480 = 90,184.2 / 480 = 187.88 s."""
     from students.budget import training_minutes, validation_seconds
 
     assert training_minutes(15, 120, 180) == pytest.approx(10.0)
     assert training_minutes(15, 3000, 0) == pytest.approx(1.5)
     assert training_minutes(None, 120, 180) is None
-    assert validation_seconds(5183, 8.7, 80) == pytest.approx(187.88375)
+    assert validation_seconds(5183, 17.4, 80) == pytest.approx(187.88375)
+
+
+def test_student_probe_times_a_training_step_and_leaves_no_trace(tiny_models):
+    """Prevents a probe that times the model in eval mode: attention dropout is off there, and
+    on CPU a real training step cost about twice the probe (SciFact: 15.1 s probed, 23.4 s
+    trained), so the plan overran its budget and the clock cut the schedule. Also prevents a
+    probe that leaves the model in another mode, the RNG streams drawn from, or gradients set."""
+    import random
+
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from distill.data import Document
+    from students.budget import probe_step_seconds
+    from students.config import StudentConfig
+    from students.losses import build_loss
+
+    model = SentenceTransformer(tiny_models["bert-bi"])
+    modes = []
+    model[0].register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    loss_fn = build_loss("kl", model, in_batch=0.0)
+    queries = {"q1": "vitamin d", "q2": "tumour growth"}
+    corpus = {d: Document("", f"text of {d} " * 20) for d in ("a", "b", "c")}
+    rows = [("q1", ["a", "b"], [2.0, 0.5]), ("q2", ["c", "a"], [1.5, -1.0])]
+    model.eval()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    before = random.random(), np.random.rand(), torch.rand(1).item()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    seconds = probe_step_seconds(model, loss_fn, rows, queries, corpus, StudentConfig(data="x"))
+    after = random.random(), np.random.rand(), torch.rand(1).item()
+    assert seconds > 0 and modes and all(modes)
+    assert not model.training and after == before
+    assert all(p.grad is None for p in model.parameters())
