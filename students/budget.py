@@ -66,11 +66,11 @@ def training_minutes(budget_min: float | None, spent_s: float, reserve_s: float)
     return max(budget_min / 10, budget_min - (spent_s + reserve_s) / 60)
 
 
-def validation_seconds(docs: int, step_seconds: float, texts_per_step: int) -> float:
+def validation_seconds(docs: int, step_seconds: float, texts_per_step: int, passes: int) -> float:
     """What encoding ``docs`` documents for the final validation costs, from the probe: a
-    training step is about six inference passes of its texts, three for forward, backward and
-    update, doubled by attention dropout (on CPU; see :func:`probe_step_seconds`)."""
-    return docs * step_seconds / max(1, 6 * texts_per_step)
+    training step costs ``passes`` inference passes of its texts (``distill.models.step_passes``:
+    3 for forward, backward and update, doubled on CPU by attention dropout)."""
+    return docs * step_seconds / max(1, passes * texts_per_step)
 
 
 def steps_within(total: int, step_seconds: float, budget_minutes: float | None) -> int:

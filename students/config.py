@@ -101,6 +101,13 @@ class StudentConfig:
     max_doc_length: int = field(
         default=256, metadata={"help": "document max tokens", "range": "[1, inf)"}
     )
+    attention_dropout: float | None = field(
+        default=0.0,
+        metadata={
+            "help": "dropout on attention probabilities while training (null in a config: the model's own, 0.1 for MiniLM). SciFact validation, two runs side by side on 1 CPU thread each: 0 made a step 1.6x faster and halved peak memory (6.2 GB against 11.9), tied at equal steps (0.6876 vs 0.6821, p = 0.77) and led at an equal budget (28 steps 0.7043 vs 19 steps 0.6821)",
+            "range": "[0, 1)",
+        },
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto", metadata={"help": "auto: bf16 on a GPU that has it, else no"}
     )

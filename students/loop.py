@@ -196,6 +196,7 @@ def _budgeted(
     schedule."""
     import torch
 
+    from distill.models import step_passes
     from students.budget import (
         planned_total,
         probe_step_seconds,
@@ -218,7 +219,7 @@ def _budgeted(
         slowest = accelerator.reduce(torch.tensor([seconds], device=accelerator.device), "max")
         seconds = float(slowest.item())
         per_step = config.batch_size * config.grad_accum * (1 + len(rows[0][1]))  # query + docs
-        reserve = validation_seconds(validation_docs, seconds, per_step)
+        reserve = validation_seconds(validation_docs, seconds, per_step, step_passes(model))
         minutes = training_minutes(config.time_budget, time.time() - stage_started, reserve)
         return steps_within(total, seconds, minutes), round(seconds, 3)
 

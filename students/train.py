@@ -42,7 +42,7 @@ from students.validation import Validation, split_validation
 def run(config: StudentConfig, echo=click.echo) -> Path:
     from accelerate.utils import set_seed
 
-    from distill.models import load_bi_encoder, resolve_model
+    from distill.models import attention_dropout_kwargs, load_bi_encoder, resolve_model
     from distill.querysets import load_query_set
 
     started = time.time()
@@ -55,7 +55,7 @@ def run(config: StudentConfig, echo=click.echo) -> Path:
     ckpt_dir = out.parent / f".{out.name}-checkpoints"
     accelerator, log_with = loop.accelerator(config, ckpt_dir)
     set_seed(config.seed)
-    model = load_bi_encoder(config.model)
+    model = load_bi_encoder(config.model, **attention_dropout_kwargs(config.attention_dropout))
     validation = None
     if held and accelerator.is_main_process:
         validation = Validation(held, labels_all, queries, qrels, corpus, config)

@@ -118,12 +118,14 @@ def planned_steps(
 
 def _probe_step_seconds(model, rows: list[dict[str, str]], batch_size: int) -> float:
     """Seconds of one training step, from timing the encoding of one batch's texts (anchor,
-    positive, negative): a step costs about 6 times that, 3 for forward, backward and update,
-    doubled by attention dropout on CPU (measured: see ``students.budget.probe_step_seconds``)."""
+    positive, negative): a step costs ``distill.models.step_passes`` times that (3 for
+    forward, backward and update, doubled on CPU by attention dropout)."""
+    from distill.models import step_passes
+
     texts = [row[k] for row in rows[:batch_size] for k in ("anchor", "positive", "negative")]
     started = time.time()
     model.encode(texts, batch_size=len(texts), show_progress_bar=False)
-    return 6 * (time.time() - started) * batch_size / max(1, len(texts) // 3)
+    return step_passes(model) * (time.time() - started) * batch_size / max(1, len(texts) // 3)
 
 
 def _plan(model, rows, config: TeachConfig, eval_s: float, budget_min: float | None):
@@ -148,7 +150,7 @@ def tune_bi_encoder(
     )
 
     from distill import console
-    from distill.models import load_bi_encoder
+    from distill.models import attention_dropout_kwargs, load_bi_encoder
     from distill.progress import trainer_callbacks
 
     rows = training_rows(d, config)
@@ -158,7 +160,7 @@ def tune_bi_encoder(
             err=True,
         )
         return {"model": start, "start": start, "rows": 0, "steps": 0}
-    model = load_bi_encoder(start)
+    model = load_bi_encoder(start, **attention_dropout_kwargs(config.attention_dropout))
     evaluator = SimilarityEvaluator(
         d.queries, d.documents, d.val_candidates, d.qrels, batch_size=64
     )

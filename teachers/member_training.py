@@ -9,6 +9,7 @@ beat its start (:class:`TeacherNotBetter`), then calibrate it (Platt) and save i
 from __future__ import annotations
 
 import itertools
+import random
 import shutil
 import sys
 import time
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from distill import artifacts, console
 from distill.errors import Refused
+from distill.models import attention_dropout_kwargs
 from distill.progress import expect_validation, trainer_callbacks
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.recipe import Recipe, build_mean_pool, recipe
@@ -144,15 +147,38 @@ def budget_left(budget_min: float | None, spent_s: float) -> float | None:
     return max(budget_min / 10, budget_min - spent_s / 60)
 
 
+def probe_step_seconds(trainer, model, batch_size: int) -> float:
+    """Seconds of one training step, timed: the loss of the first batch and its backward pass,
+    in training mode. A multiple of an inference pass missed either way: what dropout costs
+    depends on the text length and the device (SciFact, 128 tokens, 2 threads: a step took 3.7
+    inference passes of its texts, and 6 had been assumed). The RNG states are put back and the
+    gradients cleared, so a probed run trains as an unprobed one."""
+    import torch
+
+    rows = [trainer.train_dataset[i] for i in range(min(batch_size, len(trainer.train_dataset)))]
+    device = next(model.parameters()).device
+    was_training, states = model.training, (random.getstate(), np.random.get_state())
+    model.train()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        started = time.perf_counter()
+        trainer.compute_loss(model, trainer.data_collator(rows)).backward()
+        seconds = time.perf_counter() - started
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return seconds
+
+
 def _plan(
     name: str, trainer, model, evaluator, batch_size: int, budget_min: float | None, echo
 ) -> float:
-    """Size the run and print its plan: steps, validations and a time estimate from timing the
-    model on 32 validation pairs (a training step costs about 6 forward passes of its texts:
-    forward, backward, update, doubled by attention dropout on CPU). With a time budget the steps are cut to fit it, so that the
-    learning-rate schedule ends where training ends; validations are spaced so that there
-    are at most MAX_VALIDATIONS of them, taking at most VALIDATION_SHARE of the budget.
-    Returns the estimated seconds of one validation."""
+    """Size the run and print its plan: steps, validations and a time estimate from timing one
+    training step (:func:`probe_step_seconds`) and the model on 32 validation pairs. With a
+    time budget the steps are cut to fit it, so that the learning-rate schedule ends where
+    training ends; validations are spaced so that there are at most MAX_VALIDATIONS of them,
+    taking at most VALIDATION_SHARE of the budget. Returns the estimated seconds of one
+    validation."""
     import torch
 
     args = trainer.args
@@ -164,9 +190,8 @@ def _plan(
     per_pair = (time.time() - started) / max(1, len(probe))
     first = trainer.train_dataset[0]
     texts = len(first["docs"]) if "docs" in first else 1
-    # a training step: forward, backward and update (3 passes), doubled by attention dropout
-    # on CPU (the probe runs in eval mode; see students.budget.probe_step_seconds)
-    step_s, eval_s = batch_size * texts * per_pair * 6, evaluator.scored * per_pair
+    step_s = probe_step_seconds(trainer, model, batch_size)
+    eval_s = evaluator.scored * per_pair
     planned, every = size_run(steps, step_s, eval_s, args.eval_steps, budget_min)
     cut = ""
     if planned < steps:
@@ -179,7 +204,7 @@ def _plan(
         f"plan for {name}: {len(trainer.train_dataset):,} training examples, {steps:,} steps "
         f"({batch_size} x {texts} texts each{cut}), {evals} validations of "
         f"{len(evaluator.pairs):,} pairs ({evaluator.scored:,} scored); about {seconds / 60:.0f} "
-        f"min on this machine (probe: "
+        f"min on this machine (probe: {step_s:.1f} s a step, "
         f"{per_pair * 1000:.0f} ms per pair forward)"
     )
     return eval_s
@@ -258,12 +283,14 @@ def _build_member(
             f"warning: learning rate {r.lr:g} is outside {low:g}..{high:g}; too high forgets pretraining, too low learns nothing",
             err=True,
         )
+    dropout = attention_dropout_kwargs(config.attention_dropout)
     if r.head == "mean-pool":
-        model = build_mean_pool(start, r.max_length, config.seed)
+        model = build_mean_pool(start, r.max_length, config.seed, **dropout)
     else:
         model = load_cross_encoder(
-            start, num_labels=1, max_length=r.max_length, trust_remote_code=config.trust_remote_code
-        )
+            start, num_labels=1, max_length=r.max_length,
+            trust_remote_code=config.trust_remote_code, **dropout,
+        )  # fmt: skip
     return kind, r, model
 
 

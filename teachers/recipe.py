@@ -52,7 +52,7 @@ def recipe(
     return Recipe(head, loss, lr, max_length, epochs, warmup)
 
 
-def build_mean_pool(start: str, max_length: int, seed: int):
+def build_mean_pool(start: str, max_length: int, seed: int, config_kwargs: dict | None = None):
     """A CrossEncoder scoring the mean of the start's token embeddings with a linear head.
 
     The bi-encoder's own training shaped its mean-pooled embeddings; its [CLS] token and the
@@ -67,7 +67,10 @@ def build_mean_pool(start: str, max_length: int, seed: int):
 
     torch.manual_seed(seed)
     transformer = Transformer(
-        resolve_model(start), transformer_task="feature-extraction", max_seq_length=max_length
+        resolve_model(start),
+        transformer_task="feature-extraction",
+        max_seq_length=max_length,
+        config_kwargs=config_kwargs,
     )
     dim = transformer.get_embedding_dimension()
     head = Dense(

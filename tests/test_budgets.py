@@ -317,13 +317,15 @@ def test_student_budget_is_the_stages_by_hand():
     about 20 minutes of its 15: the start's validation before, the trained student's after).
     By hand: 15 min less 120 s spent and a 180 s final validation leaves 10 min; a budget
     already spent still trains a tenth of it; 5,183 documents at a sixth of a 17.4 s training
-    step (in training mode) per 80 texts is 5,183 x 17.4 / 480 = 90,184.2 / 480 = 187.88 s."""
+    step (six passes: attention dropout on CPU) per 80 texts is 5,183 x 17.4 / 480 =
+    90,184.2 / 480 = 187.88 s, and at a third (three passes: no attention dropout) twice that."""
     from students.budget import training_minutes, validation_seconds
 
     assert training_minutes(15, 120, 180) == pytest.approx(10.0)
     assert training_minutes(15, 3000, 0) == pytest.approx(1.5)
     assert training_minutes(None, 120, 180) is None
-    assert validation_seconds(5183, 17.4, 80) == pytest.approx(187.88375)
+    assert validation_seconds(5183, 17.4, 80, 6) == pytest.approx(187.88375)
+    assert validation_seconds(5183, 17.4, 80, 3) == pytest.approx(375.7675)
 
 
 def test_student_probe_times_a_training_step_and_leaves_no_trace(tiny_models):
@@ -354,6 +356,47 @@ def test_student_probe_times_a_training_step_and_leaves_no_trace(tiny_models):
     before = random.random(), np.random.rand(), torch.rand(1).item()
     random.seed(7), np.random.seed(7), torch.manual_seed(7)
     seconds = probe_step_seconds(model, loss_fn, rows, queries, corpus, StudentConfig(data="x"))
+    after = random.random(), np.random.rand(), torch.rand(1).item()
+    assert seconds > 0 and modes and all(modes)
+    assert not model.training and after == before
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_teach_probe_times_a_training_step_and_leaves_no_trace(tiny_models, tmp_path):
+    """Prevents a teach plan sized from a multiple of an inference pass, which missed either
+    way (a SciFact step at 128 tokens took 3.7 passes where 6 were assumed, so the plan cut the
+    cross-encoder to 20 steps of the 6 minutes left and used 4): the probe must run the loss
+    and its backward pass in training mode; and prevents one that leaves the model in another
+    mode, the RNG streams drawn from, or gradients set."""
+    import random
+
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from teachers.member_training import probe_step_seconds
+
+    model = CrossEncoder(tiny_models["bert-cross"], num_labels=1)
+    modes = []
+    model[0].register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    rows = {"query": ["vitamin d", "tumour growth"], "doc": ["bone density " * 10, "cells " * 10]}
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=CrossEncoderTrainingArguments(output_dir=str(tmp_path), report_to=[]),
+        train_dataset=Dataset.from_dict({**rows, "label": [1.0, 0.0]}),
+        loss=BinaryCrossEntropyLoss(model),
+    )
+    model.eval()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    before = random.random(), np.random.rand(), torch.rand(1).item()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    seconds = probe_step_seconds(trainer, model, batch_size=2)
     after = random.random(), np.random.rand(), torch.rand(1).item()
     assert seconds > 0 and modes and all(modes)
     assert not model.training and after == before

@@ -44,3 +44,41 @@ def test_tiny_bi_encoders_embed(tiny_models, kind):
     emb = model.encode(["one", "two words"])
     assert emb.shape == (2, 32)
     assert not np.allclose(emb[0], emb[1])
+
+
+@pytest.mark.parametrize(
+    "kind, load",
+    [
+        ("bert-bi", models.load_bi_encoder),
+        ("deberta-bi", models.load_bi_encoder),
+        ("bert-cross", models.load_cross_encoder),
+        ("deberta-cross", models.load_cross_encoder),
+    ],
+)
+def test_attention_dropout_setting_reaches_the_trained_model(tiny_models, kind, load):
+    """Prevents an attention_dropout setting that never reaches the model (a training step
+    that still pays for attention dropout, or one that silently trains without it): with
+    hidden dropout off, two forward passes in training mode differ only through attention
+    dropout, so they must agree at 0 and differ at the model's own 0.1 (``None``)."""
+    import torch
+
+    def two_passes(rate):
+        kwargs = models.attention_dropout_kwargs(rate)
+        kwargs.setdefault("config_kwargs", {})["hidden_dropout_prob"] = 0.0
+        model = load(tiny_models[kind], **kwargs)
+        module = model if kind.endswith("bi") else model.model
+        module.train()
+        torch.manual_seed(0)
+        batch = model.tokenize(["a query about vitamin d and bone density"] * 2)
+        if kind.endswith("bi"):
+            out = [module(dict(batch))["sentence_embedding"] for _ in range(2)]
+        else:
+            out = [module(**batch).logits for _ in range(2)]
+        return out, model
+
+    (a, b), off = two_passes(0.0)
+    assert torch.equal(a, b)
+    assert models.attention_dropout(off) == 0.0 and models.step_passes(off) == 3
+    (a, b), own = two_passes(None)
+    assert not torch.allclose(a, b)
+    assert models.attention_dropout(own) == pytest.approx(0.1) and models.step_passes(own) == 6
