@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from distill.errors import InputError
@@ -225,3 +227,25 @@ def step_passes(model) -> int:
     can be timed, time it instead."""
     device = next(model.parameters()).device
     return 6 if device.type == "cpu" and attention_dropout(model) > 0 else 3
+
+
+@contextmanager
+def traceless_training(model):
+    """Run a probe (a timed training step) on ``model`` in training mode, leaving no trace: the
+    RNG streams (Python, numpy, torch on the CPU and on the model's GPU) as they were, the
+    gradients cleared and the model back in its mode, so a probed run trains as an unprobed
+    (or resumed) one."""
+    import numpy as np
+    import torch
+
+    device = next(model.parameters()).device
+    was_training, states = model.training, (random.getstate(), np.random.get_state())
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)

@@ -9,11 +9,8 @@ the schedule it started with, whatever the probe would say on the second try.
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
-
-import numpy as np
 
 # The plan fills this share of the budget; the clock (``time_budget``) stops the rest.
 PLAN_SHARE = 0.9
@@ -21,24 +18,21 @@ PLAN_SHARE = 0.9
 
 def probe_step_seconds(model, loss_fn, rows, queries, corpus, config) -> float:
     """Seconds of one optimizer step on ``rows`` (one batch of examples): a forward and a
-    backward pass in training mode. Eval mode timed about half a real step: attention dropout
-    doubles its cost on CPU (32 texts of 256 tokens, 2 threads: 4.7 s in eval mode, 8.8 s in
-    training, 4.4 s in training with attention dropout off; SciFact: 15.1 s probed in eval
-    mode, 23.4 s a step trained). The RNG states (CPU and the model's GPU) and the gradients are put back as they were, so a
-    probed run trains as an unprobed (resumed) one."""
+    backward pass in training mode, leaving no trace (``distill.models.traceless_training``).
+    Eval mode timed about half a real step: attention dropout doubles its cost on CPU (32
+    texts of 256 tokens, 2 threads: 4.7 s in eval mode, 8.8 s in training, 4.4 s in training
+    with attention dropout off; SciFact: 15.1 s probed in eval mode, 23.4 s a step trained)."""
     import torch
     from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    from distill.models import traceless_training
 
     def features(texts, max_length):
         model.max_seq_length = max_length
         return model.tokenize(texts)
 
-    was_training, length = model.training, model.max_seq_length
-    model.train()
-    states = random.getstate(), np.random.get_state()
-    device = next(model.parameters()).device
-    gpus = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=gpus):  # whatever it draws, the run's streams are as before
+    length = model.max_seq_length
+    with traceless_training(model):
         started = time.perf_counter()
         columns = [features([queries[q] for q, _, _ in rows], config.max_query_length)]
         for c in range(len(rows[0][1])):
@@ -48,10 +42,6 @@ def probe_step_seconds(model, loss_fn, rows, queries, corpus, config) -> float:
         loss = loss_fn.compute_loss_from_embeddings(embed_columns(model, columns), target)
         loss.backward()
         seconds = time.perf_counter() - started
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     model.max_seq_length = length
     return seconds
 

@@ -9,7 +9,6 @@ beat its start (:class:`TeacherNotBetter`), then calibrate it (Platt) and save i
 from __future__ import annotations
 
 import itertools
-import random
 import shutil
 import sys
 import time
@@ -17,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from distill import artifacts, console
 from distill.errors import Refused
-from distill.models import attention_dropout_kwargs
+from distill.models import attention_dropout_kwargs, traceless_training
 from distill.progress import expect_validation, trainer_callbacks
 from teachers.calibration import fit_platt, reliability_plot
 from teachers.recipe import Recipe, build_mean_pool, recipe
@@ -149,24 +147,15 @@ def budget_left(budget_min: float | None, spent_s: float) -> float | None:
 
 def probe_step_seconds(trainer, model, batch_size: int) -> float:
     """Seconds of one training step, timed: the loss of the first batch and its backward pass,
-    in training mode. A multiple of an inference pass missed either way: what dropout costs
-    depends on the text length and the device (SciFact, 128 tokens, 2 threads: a step took 3.7
-    inference passes of its texts, and 6 had been assumed). The RNG states are put back and the
-    gradients cleared, so a probed run trains as an unprobed one."""
-    import torch
-
+    in training mode, leaving no trace (``distill.models.traceless_training``). A multiple of
+    an inference pass missed either way: what dropout costs depends on the text length and the
+    device (SciFact, 128 tokens, 2 threads: a step took 3.7 inference passes of its texts, and
+    6 had been assumed)."""
     rows = [trainer.train_dataset[i] for i in range(min(batch_size, len(trainer.train_dataset)))]
-    device = next(model.parameters()).device
-    was_training, states = model.training, (random.getstate(), np.random.get_state())
-    model.train()
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    with traceless_training(model):
         started = time.perf_counter()
         trainer.compute_loss(model, trainer.data_collator(rows)).backward()
         seconds = time.perf_counter() - started
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     return seconds
 
 
